@@ -1,0 +1,72 @@
+"""`Home`: the one owner of every generated path under `.sweeper/`.
+
+Paths are built from sweep and run ids, which are checked to be plain names, so a
+hostile sweep name can never place a file outside the home.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from sweeper.errors import SweeperError
+
+HOME_ENV = "SWEEPER_HOME"
+_SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+
+
+def resolve_home(home: str | os.PathLike[str] | None = None) -> Path:
+    """The home directory: `home` if given, else `$SWEEPER_HOME`, else `./.sweeper`."""
+    chosen = home or os.environ.get(HOME_ENV) or ".sweeper"
+    return Path(chosen).expanduser().resolve()
+
+
+def safe_id(value: str) -> str:
+    """Return `value` if it can be used as one path component, else raise SweeperError."""
+    if not _SAFE_ID.match(value):
+        raise SweeperError(
+            f"{value!r} cannot be used in a file name: ids are letters, digits, '-' and '_'."
+        )
+    return value
+
+
+class Home:
+    """Every file sweeper writes lives under one `Home` directory.
+
+    >>> Home("/tmp/h").checkpoint_dir("abc12345", "run00001").as_posix()
+    '/tmp/h/checkpoints/abc12345/run00001'
+    """
+
+    def __init__(self, root: str | os.PathLike[str] | None = None) -> None:
+        self.root = resolve_home(root)
+
+    def ensure(self) -> Path:
+        """Create the home with user-only permissions and return it."""
+        self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        return self.root
+
+    @property
+    def store_path(self) -> Path:
+        return self.root / "store.db"
+
+    @property
+    def cache_dir(self) -> Path:
+        """Decoded-image and frozen-feature caches, shared by every run of every sweep."""
+        return self.root / "cache"
+
+    @property
+    def wandb_dir(self) -> Path:
+        return self.root / "wandb"
+
+    def log_path(self, sweep_id: str, run_id: str) -> Path:
+        return self.root / "logs" / safe_id(sweep_id) / f"{safe_id(run_id)}.log"
+
+    def agent_log_path(self, sweep_id: str) -> Path:
+        return self.root / "logs" / safe_id(sweep_id) / "agent.log"
+
+    def checkpoint_dir(self, sweep_id: str, run_id: str) -> Path:
+        return self.root / "checkpoints" / safe_id(sweep_id) / safe_id(run_id)
+
+    def report_dir(self, sweep_id: str) -> Path:
+        return self.root / "reports" / safe_id(sweep_id)

@@ -1,0 +1,36 @@
+"""Fixtures shared by every test package: an isolated environment and small image datasets."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from imagefolder import write_image_folder  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """Every test gets its own sweeper home and offline wandb; no real credentials leak in."""
+    home = tmp_path / "sweeper-home"
+    monkeypatch.setenv("SWEEPER_HOME", str(home))
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path / "wandb"))
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))
+    monkeypatch.chdir(tmp_path)
+    yield home
+
+
+@pytest.fixture(scope="session")
+def image_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 3-class ImageFolder (train/ as JPEG, val/ as PNG), 24 px, 12 train and 4 test per class.
+
+    Session-scoped and read-only by convention: copy it before changing it.
+    """
+    return write_image_folder(tmp_path_factory.mktemp("data") / "tiny")
