@@ -7,7 +7,7 @@ Concurrency contract (read this before implementing a backend):
   get the same run: the claim is one atomic step (one transaction on the local store).
 - A `running` run is owned by the worker that claimed it. Only that worker reports
   epochs, heartbeats and ends it; any process may mark it `crashed` once its
-  heartbeat is older than the timeout (`reap_stale`). A worker whose run was reaped
+  heartbeat is older than its lease (`reap_stale`). A worker whose run was reaped
   learns it from the `Control` that `heartbeat` / `log_epoch` return and stops.
 - State changes are compare-and-set: ending a run that is no longer `running` (another
   process reaped or re-queued it) returns False instead of raising.
@@ -152,9 +152,10 @@ class Backend(ABC):
         """
 
     @abstractmethod
-    def claim_run(self, sweep_id: str, worker: str) -> Claim:
+    def claim_run(self, sweep_id: str, worker: str, lease_s: float = 60.0) -> Claim:
         """Atomically hand `worker` the next run: a re-queued pending run first, else a new
-        config from the search engine. The run becomes `running`, owned by `worker`.
+        config from the search engine. The run becomes `running`, owned by `worker`, who
+        must heartbeat at least every `lease_s` seconds or any process may reap it.
 
         Returns:
             A Claim with the run, or with `run=None` and the reason; `done=True` when the
@@ -206,8 +207,8 @@ class Backend(ABC):
         """
 
     @abstractmethod
-    def reap_stale(self, timeout_s: float) -> list[Run]:
-        """Mark every running run whose heartbeat is older than `timeout_s` as crashed
+    def reap_stale(self) -> list[Run]:
+        """Mark every running run whose last heartbeat is older than its lease as crashed
         (with re-queue, as `fail_run(crashed=True)`). Safe to call from any process at
         any time; a run another process reaped first is skipped.
 
