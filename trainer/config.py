@@ -98,7 +98,7 @@ class TrainConfig(BaseModel):
     # Where things go (the agent sets these; a notebook user may leave them)
     device: str = Field("auto", description="auto, cpu, cuda or cuda:N.")
     feature_cache: bool = Field(True, description="Cache decoded images and frozen-backbone features on disk.")
-    cache_dir: str | None = Field(None, description="Cache folder (default: <data_dir>/.sweeper-cache).")
+    cache_dir: str | None = Field(None, description="Cache folder (default: $XDG_CACHE_HOME/sweeper or ~/.cache/sweeper).")
     checkpoint_dir: str | None = Field(None, description="best.pt goes here; none = no checkpoint.")
 
     @field_validator("weights")
