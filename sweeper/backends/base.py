@@ -77,7 +77,7 @@ class Sweep(BaseModel):
     run_cap: int | None = None
     spec: dict[str, Any] = Field(description="The sweep YAML as loaded, unchanged.")
     spec_path: str | None = None
-    url: str | None = Field(None, description="W&B sweep page, for the wandb backend.")
+    url: str | None = Field(default=None, description="W&B sweep page, for the wandb backend.")
     created_at: datetime
     run_counts: dict[str, int] = Field(default_factory=dict, description="Runs by state.")
 
@@ -89,15 +89,15 @@ class Run(BaseModel):
     sweep_id: str
     state: RunState
     config: dict[str, Any] = Field(description="Flat parameter values given to the trainer.")
-    metric: float | None = Field(None, description="Best value of the sweep metric over the epochs so far.")
-    epochs: int = Field(0, description="Epochs reported so far.")
+    metric: float | None = Field(default=None, description="Best value of the sweep metric over the epochs so far.")
+    epochs: int = Field(default=0, description="Epochs reported so far.")
     history: list[dict[str, Any]] = Field(default_factory=list, description="Per-epoch metrics, in order.")
     summary: dict[str, Any] = Field(default_factory=dict, description="Final result (TrainResult without history).")
-    reason: str | None = Field(None, description="Why the run stopped, failed or crashed.")
+    reason: str | None = Field(default=None, description="Why the run stopped, failed or crashed.")
     worker: str | None = None
-    attempt: int = Field(0, description="0 for a first try, n for the n-th re-queue after a crash.")
+    attempt: int = Field(default=0, description="0 for a first try, n for the n-th re-queue after a crash.")
     retry_of: str | None = None
-    search_info: dict[str, Any] | None = Field(None, description="Why the engine proposed this config.")
+    search_info: dict[str, Any] | None = Field(default=None, description="Why the engine proposed this config.")
     created_at: datetime
     started_at: datetime | None = None
     ended_at: datetime | None = None
@@ -108,8 +108,8 @@ class Claim(BaseModel):
     """The answer to `claim_run`: a run to train, or why there is none."""
 
     run: Run | None = None
-    done: bool = Field(False, description="True when the sweep will never hand out another run.")
-    reason: str | None = Field(None, description="Why no run: 'grid exhausted', 'run_cap reached', 'sweep paused', ...")
+    done: bool = Field(default=False, description="True when the sweep will never hand out another run.")
+    reason: str | None = Field(default=None, description="Why no run: 'grid exhausted', 'run_cap reached', 'sweep paused', ...")
 
 
 class Backend(ABC):
