@@ -1,0 +1,529 @@
+"""The `sweeper` command line: thin commands that parse, call one library function, render.
+
+Library code raises `SweeperError`; only `main` catches it, prints it as one paragraph on
+stderr and exits with its code (2), never with a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+from typer.core import TyperGroup
+
+from sweeper import __version__
+from sweeper.backends import open_backend
+from sweeper.backends.base import Backend, Run, RunState, Sweep, SweepState
+from sweeper.errors import SpecError, SweeperError
+from sweeper.paths import Home
+from sweeper.spec import load_spec
+
+out = Console()
+err = Console(stderr=True)
+
+
+class _Group(TyperGroup):
+    """Turns a SweeperError from any command into one paragraph on stderr and exit 2."""
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except SweeperError as e:
+            err.print(
+                f"[bold red]error:[/bold red] {escape(str(e))}", highlight=False, soft_wrap=True
+            )
+            raise typer.Exit(code=e.exit_code) from None
+
+
+app = typer.Typer(
+    name="sweeper",
+    cls=_Group,
+    help=(
+        "Hyperparameter sweeps for fine-tuning image classifiers.\n\n"
+        "  sweeper create sweeps/head_bayes.yaml\n\n"
+        "  sweeper agent --gpus 0,1\n\n"
+        "  sweeper report"
+    ),
+    context_settings={"help_option_names": ["-h", "--help"]},
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    pretty_exceptions_enable=False,
+)
+
+BACKENDS = ("local", "wandb")
+
+
+class State:
+    """Options shared by every command (set by the callback)."""
+
+    home: Home = Home()
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"sweeper {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    home: Annotated[
+        Path | None,
+        typer.Option(
+            "--home",
+            help="Where sweeper keeps its store, logs and checkpoints [env: SWEEPER_HOME; default: ./.sweeper].",
+        ),
+    ] = None,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    State.home = Home(home)
+
+
+def _backend(name: str = "local") -> Backend:
+    return open_backend(name, State.home)
+
+
+def _print_json(data: Any) -> None:
+    # Plain print: rich would wrap long lines and break the JSON for scripts.
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+def _sweep_json(sweep: Sweep) -> dict[str, Any]:
+    return {
+        "id": sweep.id,
+        "name": sweep.name,
+        "backend": sweep.backend,
+        "state": sweep.state.value,
+    }
+
+
+def _current_id() -> str | None:
+    """The id of the last created sweep, kept in the local store whatever its backend."""
+    return open_backend("local", State.home).store.get_current()
+
+
+def _current(backend: Backend, ref: str | None) -> Sweep:
+    """The sweep named by `ref`, or the current one (the last created)."""
+    if ref:
+        return backend.get_sweep(ref)
+    current = _current_id()
+    if current is None:
+        raise SweeperError(
+            "No sweep given and none created yet: run `sweeper create sweeps/head_bayes.yaml` first."
+        )
+    return backend.get_sweep(current)
+
+
+def _pick_backend(requested: str | None) -> tuple[str, str]:
+    """The backend to create a sweep on, and why it was chosen."""
+    if requested is not None:
+        if requested not in BACKENDS:
+            raise SweeperError(
+                f"Unknown backend {requested!r}: expected one of {', '.join(BACKENDS)}."
+            )
+        return requested, "--backend"
+    if os.environ.get("WANDB_API_KEY"):
+        return "wandb", "a W&B API key is configured"
+    return "local", "no W&B API key is configured"
+
+
+@app.command()
+def validate(
+    files: Annotated[list[Path], typer.Argument(help="Sweep YAML files.", show_default=False)],
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print one result object per file.")
+    ] = False,
+) -> None:
+    """Check sweep specs without storing anything; exit 2 if any is invalid.
+
+    Example: sweeper validate sweeps/*.yaml
+    """
+    results: list[dict[str, Any]] = []
+    for file in files:
+        try:
+            spec = load_spec(file)
+        except SpecError as e:
+            results.append({"file": str(file), "valid": False, "problems": e.problems})
+            if not as_json:
+                err.print(f"[red]✗[/red] {escape(str(e))}", highlight=False)
+        else:
+            results.append({"file": str(file), "valid": True, "problems": []})
+            if not as_json:
+                out.print(
+                    f"[green]✓[/green] {escape(str(file))}: {spec.method} sweep on {spec.metric_name}",
+                    highlight=False,
+                )
+    if as_json:
+        _print_json(results)
+    if not all(r["valid"] for r in results):
+        raise typer.Exit(code=2)
+
+
+@app.command()
+def create(
+    file: Annotated[Path, typer.Argument(help="Sweep YAML file.", show_default=False)],
+    name: Annotated[
+        str | None,
+        typer.Option(
+            "--name", help="Name of the sweep (default: the spec's name or the file name)."
+        ),
+    ] = None,
+    backend: Annotated[
+        str | None,
+        typer.Option(
+            "--backend",
+            help="local or wandb (default: wandb when an API key is configured, else local).",
+        ),
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help='Print {"id", "name", "backend", "state"}.')
+    ] = False,
+) -> None:
+    """Validate a sweep spec, store it and make it the current sweep.
+
+    Example: sweeper create sweeps/head_bayes.yaml --name head-r50
+    """
+    spec = load_spec(file)
+    chosen, why = _pick_backend(backend)
+    sweep = _backend(chosen).create_sweep(spec, name=name or spec.name or file.stem)
+    if as_json:
+        _print_json(_sweep_json(sweep))
+        return
+    out.print(
+        f"Created sweep [bold]{sweep.id}[/bold] ({escape(sweep.name)}) on the {chosen} backend ({why}).",
+        highlight=False,
+    )
+    if sweep.url:
+        out.print(f"W&B: {sweep.url}")
+    out.print(f"Next: [bold]sweeper agent {sweep.id} --gpus all[/bold]  (or --gpus none on a CPU)")
+
+
+@app.command("ls")
+def list_sweeps(
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print a list of sweep objects with run counts.")
+    ] = False,
+) -> None:
+    """List every sweep, newest first.
+
+    Example: sweeper ls --json
+    """
+    backend = _backend()
+    sweeps = backend.list_sweeps()
+    current = _current_id()
+    if as_json:
+        _print_json([{**_sweep_json(s), "runs": s.run_counts} for s in sweeps])
+        return
+    if not sweeps:
+        out.print("No sweeps yet: run `sweeper create sweeps/head_bayes.yaml`.")
+        return
+    table = Table(title="Sweeps")
+    table.add_column("")
+    table.add_column("id", no_wrap=True)
+    for column in ("name", "backend", "method", "state", "runs", "created"):
+        table.add_column(column)
+    for s in sweeps:
+        counts = (
+            ", ".join(f"{n} {state}" for state, n in sorted(s.run_counts.items()) if n) or "none"
+        )
+        table.add_row(
+            "*" if s.id == current else "",
+            s.id,
+            escape(s.name),
+            s.backend,
+            s.method,
+            s.state.value,
+            counts,
+            s.created_at.strftime("%Y-%m-%d %H:%M"),
+        )
+    out.print(table)
+
+
+def _run_json(run: Run) -> dict[str, Any]:
+    return {
+        "id": run.id,
+        "state": run.state.value,
+        "config": run.config,
+        "metric": run.metric,
+        "epochs": run.epochs,
+        "started_at": run.started_at,
+        "ended_at": run.ended_at,
+        "reason": run.reason,
+        "test_accuracy": run.summary.get("test_accuracy"),
+    }
+
+
+def _duration(run: Run) -> str:
+    if run.started_at is None:
+        return ""
+    end = run.ended_at or datetime.now(run.started_at.tzinfo)
+    return f"{(end - run.started_at).total_seconds():.0f}s"
+
+
+def _swept(sweep: Sweep) -> list[str]:
+    """Parameters the spec varies, in spec order: the columns worth showing."""
+    params = sweep.spec.get("parameters", {})
+    names: list[str] = []
+    for key, value in params.items():
+        if isinstance(value, dict) and "parameters" in value:
+            names.extend(
+                k
+                for k, v in value["parameters"].items()
+                if isinstance(v, dict) and "value" not in v
+            )
+        elif isinstance(value, dict) and "value" not in value:
+            names.append(key)
+    return names
+
+
+@app.command()
+def status(
+    sweep: Annotated[
+        str | None, typer.Argument(help="Sweep id or name (default: the current sweep).")
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the sweep object plus its runs.")
+    ] = False,
+) -> None:
+    """Show a sweep and its runs: state, config, best metric, epochs, timings.
+
+    Example: sweeper status --json
+    """
+    backend = _backend()
+    found = _current(backend, sweep)
+    runs = backend.list_runs(found.id, with_history=False)
+    if as_json:
+        _print_json({**_sweep_json(found), "runs": [_run_json(r) for r in runs]})
+        return
+    counts = (
+        ", ".join(f"{n} {state}" for state, n in sorted(found.run_counts.items()) if n)
+        or "no runs yet"
+    )
+    out.print(
+        f"Sweep [bold]{found.id}[/bold] ({escape(found.name)}): {found.method} on "
+        f"{found.metric_name} ({found.metric_goal}), {found.state.value}; {counts}",
+        highlight=False,
+    )
+    if not runs:
+        return
+    swept = _swept(found)
+    # Optional columns only when some run has a value, so the table fits an 80-column terminal.
+    has_test = any(r.summary.get("test_accuracy") is not None for r in runs)
+    has_reason = any(r.reason for r in runs)
+    table = Table()
+    table.add_column("run", no_wrap=True)
+    table.add_column("state", no_wrap=True)
+    for column in (*swept, found.metric_name):
+        table.add_column(column)
+    if has_test:
+        table.add_column("test acc")
+    table.add_column("epochs")
+    table.add_column("time")
+    if has_reason:
+        table.add_column("reason")
+    styles = {
+        RunState.finished: "green",
+        RunState.failed: "red",
+        RunState.crashed: "red",
+        RunState.running: "cyan",
+    }
+    for r in runs:
+        test = r.summary.get("test_accuracy")
+        cells = [
+            r.id,
+            f"[{styles.get(r.state, 'white')}]{r.state.value}[/]",
+            *(escape(str(r.config.get(p, ""))) for p in swept),
+            "" if r.metric is None else f"{r.metric:.4f}",
+        ]
+        if has_test:
+            cells.append("" if test is None else f"{test:.4f}")
+        cells += [str(r.epochs), _duration(r)]
+        if has_reason:
+            cells.append(escape(r.reason or ""))
+        table.add_row(*cells)
+    out.print(table)
+
+
+def _set_state(sweep: str | None, state: SweepState, verb: str) -> None:
+    backend = _backend()
+    found = backend.set_sweep_state(_current(backend, sweep).id, state)
+    out.print(f"Sweep [bold]{found.id}[/bold] {verb}: now {found.state.value}.", highlight=False)
+
+
+@app.command()
+def pause(
+    sweep: Annotated[
+        str | None, typer.Argument(help="Sweep id or name (default: current).")
+    ] = None,
+) -> None:
+    """Pause a sweep: agents re-queue their runs within one heartbeat and exit.
+
+    Example: sweeper pause
+    """
+    _set_state(sweep, SweepState.paused, "paused")
+
+
+@app.command()
+def resume(
+    sweep: Annotated[
+        str | None, typer.Argument(help="Sweep id or name (default: current).")
+    ] = None,
+) -> None:
+    """Resume a paused sweep; start agents again to continue it.
+
+    Example: sweeper resume && sweeper agent --gpus all
+    """
+    _set_state(sweep, SweepState.running, "resumed")
+
+
+@app.command()
+def cancel(
+    sweep: Annotated[
+        str | None, typer.Argument(help="Sweep id or name (default: current).")
+    ] = None,
+) -> None:
+    """Cancel a sweep for good: running runs stop, pending runs are dropped.
+
+    Example: sweeper cancel abc12345
+    """
+    _set_state(sweep, SweepState.canceled, "canceled")
+
+
+def _visible_gpus() -> int:
+    import torch  # imported here: every other command starts without it
+
+    return torch.cuda.device_count()
+
+
+@app.command()
+def agent(
+    sweep: Annotated[
+        str | None, typer.Argument(help="Sweep id or name (default: the current sweep).")
+    ] = None,
+    gpus: Annotated[
+        str | None,
+        typer.Option(
+            "--gpus",
+            help="GPU ids like 0,1, or all, or none for the CPU (default: all when a GPU is visible, else none).",
+        ),
+    ] = None,
+    per_gpu: Annotated[
+        int,
+        typer.Option("--per-gpu", min=1, help="Workers per GPU (or CPU workers with --gpus none)."),
+    ] = 1,
+    count: Annotated[
+        int | None, typer.Option("--count", min=1, help="Stop after this many runs.")
+    ] = None,
+    max_failures: Annotated[
+        int,
+        typer.Option("--max-failures", min=1, help="Stop after this many consecutive failed runs."),
+    ] = 3,
+    heartbeat: Annotated[
+        float,
+        typer.Option(
+            "--heartbeat",
+            min=0.1,
+            help="Seconds between heartbeats; a run silent for 3 beats is crashed.",
+        ),
+    ] = 10.0,
+    trainer: Annotated[
+        str,
+        typer.Option(
+            "--trainer",
+            help="The training function as module:function (same signature as trainer.train).",
+        ),
+    ] = "trainer:train",
+) -> None:
+    """Run a sweep: one worker process per GPU slot pulls configs and trains until done.
+
+    Example: sweeper agent --gpus 0,1 --per-gpu 2
+    """
+    from agent import run_agent
+
+    backend = _backend()
+    found = _current(backend, sweep)
+    summary = run_agent(
+        found.id,
+        home=State.home,
+        backend=found.backend,
+        gpus=gpus or ("all" if _visible_gpus() else "none"),
+        per_gpu=per_gpu,
+        count=count,
+        max_failures=max_failures,
+        heartbeat_s=heartbeat,
+        trainer=trainer,
+        console=out,
+    )
+    if summary.exit_code:
+        raise typer.Exit(code=summary.exit_code)
+
+
+@app.command()
+def report(
+    sweeps: Annotated[
+        list[str] | None,
+        typer.Argument(help="Sweep ids or names (default: the current sweep).", show_default=False),
+    ] = None,
+    baseline: Annotated[
+        str | None,
+        typer.Option(
+            "--baseline",
+            help="Part A: a sweep id, or a JSON file of published numbers (default: scratch runs).",
+        ),
+    ] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "-o", "--output", help="Folder for the report (default: .sweeper/reports/<sweep>/)."
+        ),
+    ] = None,
+    formats: Annotated[
+        str, typer.Option("--format", help="Comma-separated: md, html, json.")
+    ] = "md,html,json",
+    open_report: Annotated[
+        bool, typer.Option("--open", help="Open report.html in a browser.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print report.json to stdout.")] = False,
+) -> None:
+    """Write the Part A vs Part B report as Markdown, self-contained HTML and JSON.
+
+    Example: sweeper report abc12345 def67890 --baseline published.json -o out/
+    """
+    from reports import build_report
+
+    chosen = {f.strip() for f in formats.split(",") if f.strip()}
+    unknown = chosen - {"md", "html", "json"}
+    if unknown or not chosen:
+        raise SweeperError(f"--format takes md, html and json, comma-separated; got {formats!r}.")
+    backend = _backend()
+    found = [backend.get_sweep(ref) for ref in sweeps] if sweeps else [_current(backend, None)]
+    ids = [s.id for s in found]
+    out_dir = output or State.home.report_dir("-".join(ids))
+    result = build_report(backend, ids, baseline=baseline, out_dir=out_dir, formats=chosen)
+    if as_json:
+        _print_json(result.report)
+    else:
+        for fmt, path in sorted(result.paths.items()):
+            out.print(f"{fmt:>5}: {path}", highlight=False)
+    if open_report and "html" in result.paths:
+        import webbrowser
+
+        webbrowser.open(result.paths["html"].resolve().as_uri())
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
