@@ -241,5 +241,5 @@ class Backend(ABC):
         sign = 1.0 if sweep.metric_goal == "maximize" else -1.0
         return max(scored, key=lambda r: sign * (r.metric or 0.0))
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook with a no-op default
         """Release connections; the default holds none."""

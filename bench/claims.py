@@ -1,0 +1,196 @@
+"""Benchmark the local store and the engine glue: claims/s with 1 and 8 processes on one
+store (each claim finished at once), and `sweeps.next_run` latency at 50/100/200 finished runs.
+
+    .venv/bin/python bench/claims.py [--claims 400] [--repeats 3]
+
+Prints a small table and the ratios measured in this run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import statistics
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+from typing import Any, Literal
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+# sweeps 0.3 declares a pydantic v1 config key; pydantic 2 warns in every spawned worker.
+warnings.filterwarnings("ignore", "Valid config keys have changed in V2", UserWarning)
+
+from threadpoolctl import threadpool_limits  # noqa: E402
+
+from sweeper import engine  # noqa: E402
+from sweeper.backends.base import RunState  # noqa: E402
+from sweeper.backends.local import LocalBackend  # noqa: E402
+from sweeper.paths import Home  # noqa: E402
+from sweeper.spec import SweepSpec  # noqa: E402
+
+Method = Literal["bayes", "random", "grid"]
+
+#: A continuous space, so neither the cap nor repeat handling ends the sweep early.
+PARAMETERS: dict[str, Any] = {
+    "lr": {"distribution": "log_uniform_values", "min": 1e-5, "max": 1e-1},
+    "dropout": {"distribution": "uniform", "min": 0.0, "max": 0.5},
+    "batch_size": {"values": [32, 64]},
+    "epochs": {"values": [5, 10]},
+}
+
+
+def make_spec(method: Method, run_cap: int | None = None) -> SweepSpec:
+    """The benchmark's sweep spec."""
+    raw: dict[str, Any] = {
+        "method": method,
+        "metric": {"name": "val_accuracy", "goal": "maximize"},
+        "parameters": PARAMETERS,
+    }
+    if run_cap is not None:
+        raw["run_cap"] = run_cap
+    return SweepSpec(
+        raw=raw,
+        source="bench",
+        method=method,
+        metric_name="val_accuracy",
+        metric_goal="maximize",
+        run_cap=run_cap,
+    )
+
+
+def _claimer(home: str, sweep_id: str, worker: str, ready: Any, counts: Any, index: int) -> None:
+    """Claim and finish at once until the sweep is done; count the claims."""
+    backend = LocalBackend(Home(home))
+    backend.list_sweeps()  # open the store before the clock starts
+    ready.wait()
+    claimed = 0
+    while True:
+        claim = backend.claim_run(sweep_id, worker)
+        if claim.run is None:
+            break
+        backend.finish_run(claim.run.id, worker, {})
+        claimed += 1
+    counts[index] = claimed
+
+
+def claims_per_second(processes: int, claims: int) -> float:
+    """Claims (each followed by finish) per second with `processes` workers on one store."""
+    with tempfile.TemporaryDirectory() as home:
+        backend = LocalBackend(Home(home))
+        sweep = backend.create_sweep(make_spec("random", run_cap=claims))
+        ctx = mp.get_context("spawn")
+        ready = ctx.Barrier(processes + 1)
+        counts = ctx.Array("i", processes)
+        workers = [
+            ctx.Process(target=_claimer, args=(home, sweep.id, f"w{i}", ready, counts, i))
+            for i in range(processes)
+        ]
+        for w in workers:
+            w.start()
+        ready.wait()
+        start = time.perf_counter()
+        for w in workers:
+            w.join()
+        elapsed = time.perf_counter() - start
+        if any(w.exitcode != 0 for w in workers) or sum(counts[:]) != claims:
+            raise SystemExit(
+                f"claim benchmark went wrong: {counts[:]} claims, exit codes {[w.exitcode for w in workers]}"
+            )
+        backend.close()
+    return claims / elapsed
+
+
+def finished_runs(n: int, seed: int = 0) -> list[engine.EngineRun]:
+    """`n` finished runs spread over the space, with a smooth fake val_accuracy."""
+    import random
+
+    rng = random.Random(seed)
+    runs = []
+    for i in range(n):
+        config = {
+            "lr": 10 ** rng.uniform(-5, -1),
+            "dropout": rng.uniform(0, 0.5),
+            "batch_size": rng.choice([32, 64]),
+            "epochs": rng.choice([5, 10]),
+        }
+        acc = 0.8 - 0.05 * abs(config["lr"] - 1e-3) * 100 - 0.1 * abs(config["dropout"] - 0.3)
+        runs.append(
+            engine.EngineRun(
+                id=f"run{i:05d}",
+                state=RunState.finished,
+                engine_config={k: {"value": v} for k, v in config.items()},
+                config_key=engine.config_key(config),
+                metric=acc,
+            )
+        )
+    return runs
+
+
+def next_run_ms(method: Method, n: int, repeats: int, threads: int | None) -> float:
+    """Median wall time of one `sweeps.next_run` call with `n` finished runs, in ms.
+
+    `threads` limits the BLAS/OpenMP pools as `engine.propose` does (1); None keeps the defaults.
+    """
+    spec = make_spec(method)
+    runs = [engine.to_sweep_run(r, spec) for r in finished_runs(n)]
+    config = {**spec.raw}
+    engine.sweeps.next_run(
+        config, runs[:10], validate=False
+    )  # load scipy's BLAS before limiting it
+    times = []
+    for _ in range(repeats):
+        with threadpool_limits(limits=threads):
+            start = time.perf_counter()
+            engine.sweeps.next_run(config, runs, validate=False)
+            times.append(time.perf_counter() - start)
+    return statistics.median(times) * 1000
+
+
+def main() -> None:
+    """Run both benchmarks and print the table."""
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--claims", type=int, default=400, help="claims per measurement")
+    parser.add_argument("--repeats", type=int, default=3, help="next_run calls per cell (median)")
+    args = parser.parse_args()
+
+    one = claims_per_second(1, args.claims)
+    eight = claims_per_second(8, args.claims)
+    print(f"claims (claim + finish, random search, {args.claims} claims, one store)")
+    print(f"  {'processes':>9}  {'claims/s':>9}")
+    print(f"  {1:>9}  {one:>9.1f}")
+    print(f"  {8:>9}  {eight:>9.1f}")
+    print(f"  ratio 8 / 1 processes: {eight / one:.2f}x")
+    print()
+
+    sizes = (50, 100, 200)
+    columns: dict[str, tuple[Method, int | None]] = {
+        "bayes": ("bayes", 1),
+        "bayes default threads": ("bayes", None),
+        "random": ("random", 1),
+    }
+    latency = {
+        (name, n): next_run_ms(method, n, args.repeats, threads)
+        for name, (method, threads) in columns.items()
+        for n in sizes
+    }
+    print(
+        f"sweeps.next_run latency, median of {args.repeats} (ms); engine.propose runs it with 1 thread"
+    )
+    print(f"  {'finished runs':>13}" + "".join(f"  {name:>21}" for name in columns))
+    for n in sizes:
+        print(f"  {n:>13}" + "".join(f"  {latency[name, n]:>21.1f}" for name in columns))
+    bayes = {n: latency["bayes", n] for n in sizes}
+    print(f"  ratio bayes 200 / 50 runs: {bayes[200] / bayes[50]:.2f}x")
+    print(f"  ratio bayes / random at 200 runs: {bayes[200] / latency['random', 200]:.0f}x")
+    print(
+        "  ratio bayes default threads / 1 thread at 200 runs: "
+        f"{latency['bayes default threads', 200] / bayes[200]:.2f}x"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,320 @@
+"""The one place that talks to wandb's open-source sweep engine (`import sweeps`).
+
+The engine is pure: it takes the sweep config and the run history and proposes the
+next config (`sweeps.next_run`) or the runs hyperband would stop (`sweeps.stop_runs`).
+This module turns stored runs into `sweeps.SweepRun` objects, calls the engine, and
+returns plain values: a flat trainer config with the reason it was proposed, or a
+human sentence saying why a run should stop.
+
+On top of the engine it adds one guarantee W&B's bayes and random search lack: on a
+discrete space (every parameter a `value` or a list of `values`) a config that already
+ran or is running is never proposed again.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import random
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from jsonschema import ValidationError
+from pydantic import BaseModel, Field
+from threadpoolctl import threadpool_limits
+
+import sweeps
+from sweeper.backends.base import RunState
+from sweeper.errors import SpecError
+from sweeper.spec import SweepSpec, flatten_config
+
+if TYPE_CHECKING:
+    from sweeps import SweepRun
+
+_T = TypeVar("_T")
+
+#: Engine proposals tried before a used config is replaced by an unused one.
+ENGINE_TRIES = 3
+
+#: Our run states as the engine knows them: a stopped run ended normally for its purposes.
+_ENGINE_STATE = {
+    RunState.pending: "pending",
+    RunState.running: "running",
+    RunState.finished: "finished",
+    RunState.stopped: "finished",
+    RunState.failed: "failed",
+    RunState.crashed: "crashed",
+}
+
+#: What the engine's own code raises on a spec it cannot run.
+_ENGINE_ERRORS = (ValueError, KeyError, TypeError, AssertionError)
+
+
+class EngineRun(BaseModel):
+    """What the engine needs to know about one stored run."""
+
+    id: str
+    state: RunState
+    engine_config: dict[str, Any] = Field(description='Engine form: {"lr": {"value": 0.001}, ...}.')
+    config_key: str
+    metric: float | None = Field(
+        None, description="Best value of the sweep metric over the epochs so far."
+    )
+    history: list[dict[str, Any]] = Field(
+        default_factory=list, description="Per-epoch metrics; hyperband needs them."
+    )
+
+
+class Proposal(BaseModel):
+    """A config to train next and why the engine chose it."""
+
+    config: dict[str, Any] = Field(description="Flat trainer config.")
+    engine_config: dict[str, Any]
+    config_key: str
+    search_info: dict[str, Any] | None = None
+
+
+class Exhausted(BaseModel):
+    """The engine has nothing more to propose."""
+
+    reason: str
+
+
+def config_key(config: Mapping[str, Any]) -> str:
+    """A canonical string for a flat config, equal for configs the trainer cannot tell apart.
+
+    >>> config_key({"lr": 0.001, "epochs": 5.0}) == config_key({"epochs": 5, "lr": 1e-3})
+    True
+    """
+    return json.dumps(_canonical(dict(config)), sort_keys=True, separators=(",", ":"))
+
+
+def _canonical(value: Any) -> Any:
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, Mapping):
+        return {str(k): _canonical(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_canonical(v) for v in value]
+    return value
+
+
+def plain(value: Any) -> Any:
+    """`value` with numpy scalars and arrays turned into Python values, so it is JSON-safe."""
+    if isinstance(value, Mapping):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain(v) for v in value]
+    if hasattr(value, "tolist"):  # numpy scalar or array
+        return plain(value.tolist())
+    return value
+
+
+def discrete_space(parameters: Mapping[str, Any]) -> list[dict[str, Any]] | None:
+    """Every config (engine form) of a space made only of `value` / `values` parameters
+    and groups of them, in the engine's grid order; None when any parameter is continuous.
+
+    >>> len(discrete_space({"a": {"values": [1, 2]}, "b": {"value": 3}, "c": {"values": [4, 5, 6]}}))
+    6
+    """
+    choices = _choices(parameters)
+    if choices is None:
+        return None
+    names = sorted(choices)
+    return [
+        {name: {"value": value} for name, value in zip(names, combo, strict=True)}
+        for combo in itertools.product(*(choices[n] for n in names))
+    ]
+
+
+def _choices(parameters: Mapping[str, Any]) -> dict[str, list[Any]] | None:
+    """Per parameter, its possible values (a group's are dicts of its members' values)."""
+    choices: dict[str, list[Any]] = {}
+    for name, param in parameters.items():
+        if not isinstance(param, Mapping):
+            return None
+        if "value" in param:
+            choices[name] = [param["value"]]
+        elif "values" in param and param.get("distribution", "categorical") == "categorical":
+            choices[name] = list(param["values"])
+        elif isinstance(param.get("parameters"), Mapping):
+            members = _choices(param["parameters"])
+            if members is None:
+                return None
+            keys = sorted(members)
+            choices[name] = [
+                dict(zip(keys, combo, strict=True))
+                for combo in itertools.product(*(members[k] for k in keys))
+            ]
+        else:
+            return None
+    return choices
+
+
+def _engine_config(spec: SweepSpec) -> dict[str, Any]:
+    """The sweep config the engine reads: the raw spec with metric and method as validated."""
+    config = dict(spec.raw)
+    config["method"] = spec.method
+    metric = dict(config.get("metric") or {})
+    metric.update(name=spec.metric_name, goal=spec.metric_goal)
+    config["metric"] = metric
+    if spec.early_terminate is not None:
+        config["early_terminate"] = spec.early_terminate
+    return config
+
+
+def better(best: float | None, value: Any, goal: str) -> float | None:
+    """The better of the best so far and a new value; non-numbers and NaN are ignored.
+
+    >>> better(0.7, 0.6, "maximize"), better(None, float("nan"), "minimize")
+    (0.7, None)
+    """
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return best
+    if best is None:
+        return float(value)
+    return float(max(best, value) if goal == "maximize" else min(best, value))
+
+
+def best_metric(
+    history: Sequence[Mapping[str, Any]], metric: str, goal: str, start: float | None = None
+) -> float | None:
+    """The best finite value of `metric` over the epochs (and `start`) under `goal`, or None.
+
+    >>> best_metric([{"acc": 0.5}, {"acc": 0.7}, {"acc": 0.6}], "acc", "maximize")
+    0.7
+    """
+    best = start
+    for epoch in history:
+        best = better(best, epoch.get(metric), goal)
+    return best
+
+
+def to_sweep_run(run: EngineRun, spec: SweepSpec) -> SweepRun:
+    """The engine's view of a stored run; its summary metric is the best epoch, not the last."""
+    best = best_metric(run.history, spec.metric_name, spec.metric_goal, start=run.metric)
+    return sweeps.SweepRun(
+        name=run.id,
+        state=_ENGINE_STATE[run.state],
+        config=run.engine_config,
+        summary_metrics={} if best is None else {spec.metric_name: best},
+        history=run.history,
+    )
+
+
+def needs_runs(spec: SweepSpec) -> bool:
+    """Whether `propose` reads the runs: random search on a continuous space never does,
+    so a caller can skip loading them."""
+    return spec.method != "random" or discrete_space(spec.raw.get("parameters") or {}) is not None
+
+
+def propose(spec: SweepSpec, runs: Sequence[EngineRun]) -> Proposal | Exhausted:
+    """The next config to train, or why there is none.
+
+    On a discrete space a config that is used (any run of it that did not crash) is
+    never proposed: the engine is asked again up to `ENGINE_TRIES` times, then an unused
+    config of the space is picked at random, and `search_info` says so.
+
+    Raises:
+        SpecError: the engine cannot run this spec.
+    """
+    parameters: Mapping[str, Any] = spec.raw.get("parameters") or {}
+    space = discrete_space(parameters)
+    # A crashed run's config lives on in its re-queued retry, which is itself a run.
+    used = {r.config_key for r in runs if r.state != RunState.crashed}
+    keyed = {config_key(flatten_config(c)): c for c in space or []}
+    unused = {key: c for key, c in keyed.items() if key not in used}
+    if space is not None and not unused:
+        return _exhausted(spec, len(keyed))
+
+    # Random search ignores the history; building SweepRuns for it would cost O(runs) per claim.
+    engine_runs = [to_sweep_run(r, spec) for r in runs] if spec.method != "random" else []
+    sweep_config = _engine_config(spec)
+    skipped = 0
+    for _ in range(ENGINE_TRIES):
+        # Bayes fits a GP to a few hundred points: extra BLAS/OpenMP threads only fight the
+        # training processes for cores (4x slower measured on a busy host), and the caller
+        # holds the store's write lock meanwhile.
+        with threadpool_limits(limits=1):
+            suggestion = _call(
+                spec, lambda: sweeps.next_run(sweep_config, engine_runs, validate=False)
+            )
+        if suggestion is None:
+            return _exhausted(spec, len({r.config_key for r in runs}))
+        proposal = _proposal(suggestion.config, suggestion.search_info)
+        if space is None or proposal.config_key not in used:
+            if skipped:
+                proposal.search_info = {**(proposal.search_info or {}), "repeats_skipped": skipped}
+            return proposal
+        skipped += 1
+
+    _, chosen = random.choice(sorted(unused.items()))
+    return _proposal(
+        chosen,
+        {
+            "repeats_skipped": skipped,
+            "picked": (
+                f"the engine proposed already-used configs {skipped} times; picked an unused one "
+                f"of the {len(keyed)}-config space at random ({len(unused)} were left)"
+            ),
+        },
+    )
+
+
+def _proposal(engine_config: dict[str, Any], search_info: dict[str, Any] | None) -> Proposal:
+    engine_config = plain(engine_config)
+    flat = flatten_config(engine_config)
+    return Proposal(
+        config=flat,
+        engine_config=engine_config,
+        config_key=config_key(flat),
+        search_info=plain(search_info) if search_info else None,
+    )
+
+
+def _exhausted(spec: SweepSpec, count: int) -> Exhausted:
+    space = "grid" if spec.method == "grid" else "search space"
+    return Exhausted(reason=f"{space} exhausted: all {count} configs ran")
+
+
+def _call(spec: SweepSpec, call: Callable[[], _T]) -> _T:
+    try:
+        return call()
+    except (*_ENGINE_ERRORS, ValidationError) as e:
+        message = e.message if isinstance(e, ValidationError) else str(e)
+        raise SpecError(spec.source, [f"the sweep engine cannot run this spec: {message}"]) from e
+
+
+def stop_reason(spec: SweepSpec, runs: Sequence[EngineRun], run_id: str) -> str | None:
+    """Why hyperband stops `run_id` now ("hyperband: below the 0.62 cut at epoch 3, band 2"),
+    or None when it goes on or the spec has no `early_terminate`.
+
+    Raises:
+        SpecError: the engine cannot run this spec's early_terminate section.
+    """
+    if spec.early_terminate is None:
+        return None
+    engine_runs = [to_sweep_run(r, spec) for r in runs]
+    to_stop = _call(
+        spec, lambda: sweeps.stop_runs(_engine_config(spec), engine_runs, validate=False)
+    )
+    for run in to_stop:
+        if run.name == run_id:
+            return _hyperband_reason(run, spec)
+    return None
+
+
+def _hyperband_reason(run: SweepRun, spec: SweepSpec) -> str:
+    info = run.early_terminate_info or {}
+    bands: list[int] = list(info.get("bands") or [])
+    thresholds: list[float] = list(info.get("thresholds") or [])
+    reached = len(run.metric_history(spec.metric_name, filter_invalid=True))
+    passed = [i for i, band in enumerate(bands) if band <= reached]
+    if not passed:
+        return "hyperband: stopped by the sweep's early_terminate rule"
+    index = passed[-1]
+    # The engine minimises internally: a maximised metric's cuts come back negated.
+    cut = float(-thresholds[index] if spec.metric_goal == "maximize" else thresholds[index])
+    side = "below" if spec.metric_goal == "maximize" else "above"
+    return f"hyperband: {side} the {cut:.4g} cut at epoch {bands[index]}, band {index + 1}"

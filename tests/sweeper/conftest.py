@@ -1,0 +1,80 @@
+"""Fixtures for the store, engine and local-backend tests: specs built directly, a real store."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any, Literal
+
+import pytest
+
+from sweeper.backends.local import LocalBackend
+from sweeper.paths import Home
+from sweeper.spec import SweepSpec
+
+#: The seed projects' Part B space: 2 * 3 * 2 * 2 = 24 configs.
+SEEDS_PARAMETERS: dict[str, Any] = {
+    "epochs": {"values": [5, 10]},
+    "dropout": {"values": [0, 0.2, 0.3]},
+    "batch_size": {"values": [32, 64]},
+    "lr": {"values": [1e-3, 1e-4]},
+    "mode": {"value": "head"},
+}
+
+MakeSpec = Callable[..., SweepSpec]
+
+
+def build_spec(
+    parameters: dict[str, Any],
+    method: Literal["bayes", "random", "grid"] = "grid",
+    run_cap: int | None = None,
+    early_terminate: dict[str, Any] | None = None,
+    goal: Literal["maximize", "minimize"] = "maximize",
+    name: str | None = None,
+) -> SweepSpec:
+    """A SweepSpec as `load_spec` would return it for the equivalent YAML."""
+    raw: dict[str, Any] = {
+        "method": method,
+        "metric": {"name": "val_accuracy", "goal": goal},
+        "parameters": parameters,
+    }
+    if run_cap is not None:
+        raw["run_cap"] = run_cap
+    if early_terminate is not None:
+        raw["early_terminate"] = early_terminate
+    if name is not None:
+        raw["name"] = name
+    return SweepSpec(
+        raw=raw,
+        source="t.yaml",
+        name=name,
+        method=method,
+        metric_name="val_accuracy",
+        metric_goal=goal,
+        run_cap=run_cap,
+        early_terminate=early_terminate,
+    )
+
+
+@pytest.fixture
+def make_spec() -> MakeSpec:
+    """`build_spec` as a fixture, so tests need not import from conftest."""
+    return build_spec
+
+
+@pytest.fixture
+def backend(isolated_env: Any) -> Iterator[LocalBackend]:
+    """A local backend on a fresh store under the test's SWEEPER_HOME."""
+    local = LocalBackend(Home())
+    yield local
+    local.close()
+
+
+def fake_accuracy(config: dict[str, Any]) -> float:
+    """A deterministic val_accuracy with structure for bayes to learn: small lr and dropout help."""
+    return round(
+        0.55
+        + 0.1 * (config["lr"] == 1e-4)
+        + config["dropout"] / 4
+        + 0.02 * (config["batch_size"] == 64),
+        4,
+    )

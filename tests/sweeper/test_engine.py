@@ -1,0 +1,236 @@
+"""The engine glue: run conversion, config flattening, repeat handling, hyperband reasons."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+
+from sweeper import engine
+from sweeper.backends.base import RunState
+from sweeper.errors import SpecError
+from sweeper.spec import flatten_config
+
+from .conftest import SEEDS_PARAMETERS, MakeSpec
+
+
+def engine_run(
+    run_id: str,
+    config: dict[str, Any],
+    state: RunState = RunState.finished,
+    history: list[float] | None = None,
+) -> engine.EngineRun:
+    """A stored run of a flat (un-nested) config, with val_accuracy per epoch."""
+    return engine.EngineRun(
+        id=run_id,
+        state=state,
+        engine_config={k: {"value": v} for k, v in config.items()},
+        config_key=engine.config_key(config),
+        history=[{"epoch": i + 1, "val_accuracy": v} for i, v in enumerate(history or [])],
+    )
+
+
+def test_config_key_ignores_order_and_integer_floats() -> None:
+    assert engine.config_key({"a": 1.0, "b": [2.0, 0.5]}) == engine.config_key(
+        {"b": [2, 0.5], "a": 1}
+    )
+    assert engine.config_key({"a": 1}) != engine.config_key({"a": True})
+
+
+def test_proposals_from_nested_groups_are_flat(make_spec: MakeSpec) -> None:
+    parameters = {"optim": {"parameters": {"lr": {"values": [0.1, 0.01]}}}, "epochs": {"value": 5}}
+    proposal = engine.propose(make_spec(parameters), [])
+    assert isinstance(proposal, engine.Proposal)
+    assert proposal.config == {"lr": 0.1, "epochs": 5}
+    assert proposal.engine_config == {"epochs": {"value": 5}, "optim": {"value": {"lr": 0.1}}}
+
+
+@pytest.mark.parametrize(
+    ("parameters", "size"),
+    [
+        (SEEDS_PARAMETERS, 24),
+        (
+            {
+                "g": {"parameters": {"a": {"values": [1, 2]}, "b": {"values": [3, 4, 5]}}},
+                "c": {"value": 0},
+            },
+            6,
+        ),
+        ({"a": {"values": [1, 2], "distribution": "categorical"}}, 2),
+    ],
+)
+def test_discrete_space_enumerates_every_config(parameters: dict[str, Any], size: int) -> None:
+    space = engine.discrete_space(parameters)
+    assert space is not None and len(space) == size
+    assert len({engine.config_key(flatten_config(c)) for c in space}) == size
+
+
+@pytest.mark.parametrize(
+    "parameters",
+    [
+        {"lr": {"min": 0.0001, "max": 0.1}},
+        {
+            "lr": {"distribution": "log_uniform_values", "min": 1e-4, "max": 1e-1},
+            "a": {"values": [1]},
+        },
+        {"g": {"parameters": {"lr": {"distribution": "int_uniform", "min": 1, "max": 4}}}},
+    ],
+)
+def test_continuous_space_is_not_enumerated(parameters: dict[str, Any]) -> None:
+    assert engine.discrete_space(parameters) is None
+
+
+@pytest.mark.parametrize(
+    ("state", "engine_state"),
+    [
+        (RunState.pending, "pending"),
+        (RunState.running, "running"),
+        (RunState.finished, "finished"),
+        (RunState.stopped, "finished"),
+        (RunState.failed, "failed"),
+        (RunState.crashed, "crashed"),
+    ],
+)
+def test_to_sweep_run_maps_states(make_spec: MakeSpec, state: RunState, engine_state: str) -> None:
+    run = engine.to_sweep_run(
+        engine_run("r1", {"lr": 0.1}, state), make_spec({"lr": {"values": [0.1]}})
+    )
+    assert run.state == engine_state
+    assert run.name == "r1" and run.config == {"lr": {"value": 0.1}}
+
+
+@pytest.mark.parametrize(("goal", "best"), [("maximize", 0.8), ("minimize", 0.5)])
+def test_summary_metric_is_the_best_epoch_not_the_last(
+    make_spec: MakeSpec, goal: str, best: float
+) -> None:
+    spec = make_spec({"lr": {"values": [0.1]}}, goal=goal)
+    run = engine.to_sweep_run(engine_run("r1", {"lr": 0.1}, history=[0.5, 0.8, 0.6]), spec)
+    assert run.summary_metrics == {"val_accuracy": best}
+    assert len(run.history) == 3
+
+
+def test_grid_proposes_in_order_then_is_exhausted(make_spec: MakeSpec) -> None:
+    parameters = {"a": {"values": [1, 2]}, "b": {"values": ["x", "y"]}}
+    spec = make_spec(parameters)
+    runs: list[engine.EngineRun] = []
+    for i in range(4):
+        proposal = engine.propose(spec, runs)
+        assert isinstance(proposal, engine.Proposal)
+        runs.append(engine_run(f"r{i}", proposal.config))
+    assert [r.engine_config["a"]["value"] for r in runs] == [1, 1, 2, 2]
+    outcome = engine.propose(spec, runs)
+    assert outcome == engine.Exhausted(reason="grid exhausted: all 4 configs ran")
+
+
+def test_random_search_never_repeats_a_used_config(make_spec: MakeSpec) -> None:
+    parameters = {"a": {"values": list(range(6))}, "b": {"value": "fixed"}}
+    spec = make_spec(parameters, method="random")
+    runs = [engine_run(f"r{a}", {"a": a, "b": "fixed"}) for a in range(5)]
+    proposal = engine.propose(spec, runs)
+    assert isinstance(proposal, engine.Proposal)
+    assert proposal.config == {"a": 5, "b": "fixed"}
+    runs.append(engine_run("r5", proposal.config, RunState.running))
+    assert engine.propose(spec, runs) == engine.Exhausted(
+        reason="search space exhausted: all 6 configs ran"
+    )
+
+
+def test_fallback_pick_is_recorded_in_search_info(
+    make_spec: MakeSpec, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec = make_spec({"a": {"values": [1, 2, 3]}}, method="random")
+    monkeypatch.setattr(engine.random, "choice", lambda items: items[0])
+    # Two used configs out of three: the engine will often repeat one; force it to.
+    sweeps = engine.sweeps
+    monkeypatch.setattr(
+        sweeps, "next_run", lambda *a, **k: sweeps.SweepRun(config={"a": {"value": 1}})
+    )
+    proposal = engine.propose(spec, [engine_run("r1", {"a": 1}), engine_run("r2", {"a": 2})])
+    assert isinstance(proposal, engine.Proposal)
+    assert proposal.config == {"a": 3}
+    assert proposal.search_info is not None
+    assert proposal.search_info["repeats_skipped"] == engine.ENGINE_TRIES
+    assert "picked an unused one of the 3-config space" in proposal.search_info["picked"]
+
+
+def test_crashed_config_may_be_proposed_again(make_spec: MakeSpec) -> None:
+    spec = make_spec({"a": {"values": [1]}}, method="random")
+    proposal = engine.propose(spec, [engine_run("r1", {"a": 1}, RunState.crashed)])
+    assert isinstance(proposal, engine.Proposal) and proposal.config == {"a": 1}
+
+
+def test_bayes_search_info_is_json_safe(make_spec: MakeSpec) -> None:
+    spec = make_spec({"lr": {"min": 0.001, "max": 0.1}}, method="bayes")
+    runs = [
+        engine_run(f"r{i}", {"lr": lr}, history=[acc])
+        for i, (lr, acc) in enumerate([(0.01, 0.5), (0.05, 0.7)])
+    ]
+    proposal = engine.propose(spec, runs)
+    assert isinstance(proposal, engine.Proposal)
+    assert 0.001 <= proposal.config["lr"] <= 0.1
+    assert proposal.search_info is not None
+    assert not any(isinstance(v, np.generic | np.ndarray) for v in proposal.search_info.values())
+
+
+@pytest.mark.parametrize(
+    ("method", "parameters", "needed"),
+    [
+        ("random", {"lr": {"min": 0.001, "max": 0.1}}, False),
+        ("random", {"lr": {"values": [0.1, 0.01]}}, True),
+        ("bayes", {"lr": {"min": 0.001, "max": 0.1}}, True),
+        ("grid", {"lr": {"values": [0.1, 0.01]}}, True),
+    ],
+)
+def test_needs_runs_only_where_history_or_repeats_matter(
+    make_spec: MakeSpec, method: str, parameters: dict[str, Any], needed: bool
+) -> None:
+    assert engine.needs_runs(make_spec(parameters, method=method)) is needed
+
+
+def test_engine_errors_become_spec_errors(make_spec: MakeSpec) -> None:
+    spec = make_spec({"lr": {"distribution": "uniform"}}, method="bayes")
+    with pytest.raises(SpecError, match=r"t\.yaml: the sweep engine cannot run this spec"):
+        engine.propose(spec, [])
+
+
+HYPERBAND = {"type": "hyperband", "min_iter": 1, "eta": 2}
+
+
+def test_hyperband_stops_a_weak_run_with_a_reason(make_spec: MakeSpec) -> None:
+    spec = make_spec({"a": {"values": [1, 2, 3]}}, early_terminate=HYPERBAND)
+    runs = [
+        engine_run("good", {"a": 1}, history=[0.8]),
+        engine_run("fair", {"a": 2}, history=[0.7]),
+        engine_run("weak", {"a": 3}, RunState.running, history=[0.3]),
+    ]
+    assert (
+        engine.stop_reason(spec, runs, "weak") == "hyperband: below the 0.7 cut at epoch 1, band 1"
+    )
+
+
+def test_hyperband_keeps_a_strong_run_and_specs_without_it(make_spec: MakeSpec) -> None:
+    runs = [
+        engine_run("good", {"a": 1}, history=[0.8]),
+        engine_run("fair", {"a": 2}, history=[0.7]),
+        engine_run("best", {"a": 3}, RunState.running, history=[0.9]),
+    ]
+    assert (
+        engine.stop_reason(
+            make_spec({"a": {"values": [1, 2, 3]}}, early_terminate=HYPERBAND), runs, "best"
+        )
+        is None
+    )
+    assert engine.stop_reason(make_spec({"a": {"values": [1, 2, 3]}}), runs, "best") is None
+
+
+def test_hyperband_minimize_reason_says_above(make_spec: MakeSpec) -> None:
+    spec = make_spec({"a": {"values": [1, 2, 3]}}, early_terminate=HYPERBAND, goal="minimize")
+    runs = [
+        engine_run("good", {"a": 1}, history=[0.2]),
+        engine_run("fair", {"a": 2}, history=[0.3]),
+        engine_run("weak", {"a": 3}, RunState.running, history=[0.9]),
+    ]
+    assert (
+        engine.stop_reason(spec, runs, "weak") == "hyperband: above the 0.3 cut at epoch 1, band 1"
+    )
