@@ -291,6 +291,8 @@ class EpochLoader(DataLoader):
             num_workers=num_workers,
             pin_memory=torch.cuda.is_available(),
             persistent_workers=num_workers > 0,
+            # Its own generator: iterating must not consume the global RNG that dropout uses.
+            generator=torch.Generator(),
         )
         self._epochs = sampler
         self._next_epoch = 0

@@ -11,7 +11,6 @@ A file that does not load or does not have the expected structure is rebuilt, no
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import TypeGuard
 import torch
 from filelock import FileLock
 
+from trainer.atomic import save_atomic
 from trainer.errors import DataError
 
 #: Bumped whenever the file layout changes, so old files are rebuilt rather than misread.
@@ -116,16 +116,7 @@ class ImageCache:
             "paths": list(decoded.paths),
             "skipped": list(decoded.skipped),
         }
-        handle, temp_name = tempfile.mkstemp(dir=self.folder, prefix=f".{key}.", suffix=".tmp")
-        try:
-            with os.fdopen(handle, "wb") as stream:
-                torch.save(payload, stream)
-                stream.flush()
-                os.fsync(stream.fileno())
-            os.replace(temp_name, path)
-        except BaseException:
-            Path(temp_name).unlink(missing_ok=True)
-            raise
+        save_atomic(path, payload)
 
 
 def _validated(payload: object, key: str, image_size: int) -> DecodedImages | None:

@@ -18,7 +18,9 @@ class EpochMetrics(BaseModel):
     val_loss: float
     val_accuracy: float
     best_val_accuracy: float = Field(description="Best val_accuracy so far, this epoch included.")
-    lr: float = Field(description="Learning rate of the head's parameter group at the end of the epoch.")
+    lr: float = Field(
+        description="Learning rate of the head's parameter group at the end of the epoch."
+    )
     seconds: float = Field(description="Wall time of the epoch, evaluation included.")
     images_per_second: float = Field(description="Training images per second this epoch.")
 
@@ -28,18 +30,26 @@ class TrainResult(BaseModel):
 
     best_val_accuracy: float
     best_epoch: int
-    test_accuracy: float | None = Field(description="Accuracy of the best epoch's weights on the test set.")
+    test_accuracy: float | None = Field(
+        description="Accuracy of the best epoch's weights on the test set."
+    )
     test_loss: float | None = None
     per_class_accuracy: dict[str, float] = Field(default_factory=dict)
-    confusion_matrix: list[list[int]] = Field(default_factory=list, description="rows = true class, columns = predicted.")
+    confusion_matrix: list[list[int]] = Field(
+        default_factory=list, description="rows = true class, columns = predicted."
+    )
     class_names: list[str] = Field(default_factory=list)
     epochs_run: int
     stopped_early: bool
-    stop_reason: str | None = Field(None, description="Why training ended before `epochs`, if it did.")
+    stop_reason: str | None = Field(
+        None, description="Why training ended before `epochs`, if it did."
+    )
     trainable_params: int
     total_params: int
     wall_seconds: float
     images_per_second: float
     checkpoint_path: str | None = None
-    skipped_files: list[str] = Field(default_factory=list, description="Files that could not be read, with the reason.")
+    skipped_files: list[str] = Field(
+        default_factory=list, description="Files that could not be read, with the reason."
+    )
     history: list[EpochMetrics] = Field(default_factory=list)
