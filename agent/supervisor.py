@@ -1,0 +1,425 @@
+"""The supervisor: claims runs, hands them to worker processes, watches them, stops cleanly.
+
+One loop, one thread. Per slot it keeps the worker training a run (`active`) and, by
+default, a warm `spare` that has already imported torch, the trainer and wandb and waits
+for a run id, so the next run starts right after the last one ends. The supervisor
+claims each run itself, under the name of the worker that will train it, only once that
+worker is ready; the lease (3 heartbeats) therefore never runs out during a cold start.
+That makes `--count`, the run cap and crash detection local decisions:
+
+- a worker that exits with its run still `running` died (kill -9, segfault, OOM killer):
+  the supervisor fails the run as crashed (the backend re-queues its config);
+- Ctrl-C / SIGTERM: workers get SIGTERM and re-queue their runs at the next batch; a
+  second Ctrl-C SIGKILLs them and the supervisor re-queues their runs itself;
+- if the supervisor itself dies, its workers die with it (PR_SET_PDEATHSIG) and the next
+  process that claims from the store reaps their runs once the lease has run out.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import IO, Any
+
+from pydantic import BaseModel, Field
+from rich.console import Console
+
+from agent.process import WorkerProcess
+from agent.slots import Slot, parse_slots
+from agent.ui import AgentView
+from sweeper.backends import open_backend
+from sweeper.backends.base import Backend, Claim, RunState, SweepState
+from sweeper.errors import AgentError
+from sweeper.paths import Home
+
+log = logging.getLogger(__name__)
+
+#: Seconds between loop turns: bounds how long a ready spare waits for its run.
+TICK_S = 0.05
+#: Seconds between claims when the sweep has nothing to hand out yet.
+RECLAIM_S = 1.0
+#: Seconds between redraws of the table from the store.
+REFRESH_S = 1.0
+#: A worker that exits this many times in a row before it is ready means it cannot start.
+MAX_START_FAILURES = 3
+#: Seconds workers get to re-queue their runs after SIGTERM before they are killed.
+GRACE_S = 60.0
+
+
+class AgentSummary(BaseModel):
+    """What one agent did, and why it exited."""
+
+    sweep_id: str
+    started: int = Field(default=0, description="Runs this agent handed to a worker.")
+    finished: int = 0
+    stopped: int = Field(default=0, description="Early-terminated (hyperband) or canceled.")
+    failed: int = 0
+    crashed: int = Field(
+        default=0, description="Worker died without reporting; the config was re-queued."
+    )
+    requeued: int = Field(
+        default=0, description="Interrupted (pause, Ctrl-C, SIGTERM) and put back in the queue."
+    )
+    reason: str = Field(default="", description="Why the agent exited.")
+    ok: bool = Field(default=True, description="False when it stopped on consecutive failures.")
+    wall_seconds: float = 0.0
+
+    @property
+    def exit_code(self) -> int:
+        """The process exit status for `sweeper agent`: 1 after consecutive failures, else 0."""
+        return 0 if self.ok else 1
+
+    def line(self) -> str:
+        """One line for the end of `sweeper agent`.
+
+        >>> AgentSummary(sweep_id="s1", started=2, finished=2, reason="grid exhausted", wall_seconds=3.0).line()
+        'agent done: grid exhausted; 2 runs: 2 finished, 0 stopped, 0 failed, 0 crashed, 0 requeued in 3s'
+        """
+        return (
+            f"agent done: {self.reason}; {self.started} runs: {self.finished} finished, "
+            f"{self.stopped} stopped, {self.failed} failed, {self.crashed} crashed, "
+            f"{self.requeued} requeued in {self.wall_seconds:.0f}s"
+        )
+
+
+class _SlotState:
+    """The processes of one slot."""
+
+    def __init__(self, slot: Slot) -> None:
+        self.slot = slot
+        self.active: WorkerProcess | None = None
+        self.spare: WorkerProcess | None = None
+        self.next_claim_at = 0.0
+        self.start_failures = 0
+
+
+class Supervisor:
+    """Runs one agent on one sweep; see the module docstring. Use `run()` once."""
+
+    def __init__(
+        self,
+        sweep_id: str,
+        *,
+        home: Home,
+        backend: str,
+        slots: list[Slot],
+        count: int | None,
+        max_failures: int,
+        heartbeat_s: float,
+        trainer: str,
+        spare: bool,
+        console: Console,
+    ) -> None:
+        self.home, self.backend_name, self.trainer = home, backend, trainer
+        self.count, self.max_failures, self.heartbeat_s = count, max_failures, heartbeat_s
+        self.use_spare, self.console = spare, console
+        self.backend: Backend = open_backend(backend, home)
+        self.sweep = self.backend.get_sweep(sweep_id)
+        self.sweep_id = self.sweep.id
+        self.slots = [_SlotState(s) for s in slots]
+        self.summary = AgentSummary(sweep_id=self.sweep_id)
+        self.ours: dict[str, int] = {}
+        self.stopping: str | None = None
+        self.signals = 0
+        self._last_signal = "a signal"
+        self.consecutive_failures = 0
+        self._seq = 0
+        self._name_prefix = f"{socket.gethostname().split('.')[0]}-{os.getpid()}"
+        self._log_file: IO[bytes] | None = None
+
+    # --- the loop -----------------------------------------------------------------
+
+    def run(self) -> AgentSummary:
+        """Train until the sweep, --count, a signal or failures say stop; return the summary."""
+        began = time.monotonic()
+        log_path = self.home.agent_log_path(self.sweep_id)
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        handled_signals = 0
+        with (
+            open(log_path, "ab") as self._log_file,
+            self._signals(),
+            AgentView(self.console, self.sweep, [s.slot for s in self.slots]) as view,
+        ):
+            try:
+                next_refresh = 0.0
+                while True:
+                    if self.signals > handled_signals:
+                        handled_signals = self.signals
+                        self._on_signal(handled_signals)
+                    for state in self.slots:
+                        self._watch(state)
+                    if self.stopping is None:
+                        for state in self.slots:
+                            self._fill(state)
+                    if self.stopping is not None and not any(s.active for s in self.slots):
+                        break
+                    if time.monotonic() >= next_refresh:
+                        self._refresh(view)
+                        next_refresh = time.monotonic() + REFRESH_S
+                    time.sleep(TICK_S)
+            finally:
+                self._shutdown()
+                self._refresh(view)
+                self.backend.close()
+            self.summary.reason = self.stopping or ""
+            self.summary.wall_seconds = round(time.monotonic() - began, 3)
+            view.summary(self.summary.line())
+        return self.summary
+
+    def _refresh(self, view: AgentView) -> None:
+        try:
+            runs = self.backend.list_runs(self.sweep_id)
+        except Exception as exc:  # a busy store must not stop the agent; the next refresh will do
+            log.warning("cannot read runs for the table: %s", exc)
+            return
+        assignments = {s.slot.index: s.active.run_id if s.active else None for s in self.slots}
+        view.update(assignments, runs, self.ours)
+
+    def _stop(self, reason: str, ok: bool = True) -> None:
+        """Stop claiming; the first reason is the one reported. Spares are sent home."""
+        if self.stopping is None:
+            self.stopping = reason
+            self.summary.ok = ok
+            self._note(f"stopping: {reason}")
+        for state in self.slots:
+            if state.spare is not None:
+                state.spare.release()
+
+    # --- slots ----------------------------------------------------------------------
+
+    def _spawn(self, slot: Slot) -> WorkerProcess:
+        self._seq += 1
+        assert self._log_file is not None
+        args = [
+            "--home", str(self.home.root),
+            "--sweep", self.sweep_id,
+            "--backend", self.backend_name,
+            "--trainer", self.trainer,
+            "--heartbeat-s", str(self.heartbeat_s),
+        ]  # fmt: skip
+        worker = WorkerProcess(
+            slot, f"{self._name_prefix}-s{slot.index}-w{self._seq}", args, self._log_file
+        )
+        self._note(f"slot {slot.index}: started worker {worker.name} (pid {worker.pid})")
+        return worker
+
+    def _fill(self, state: _SlotState) -> None:
+        """Keep a spare starting; when the slot is free and its spare ready, claim a run for it."""
+        if state.spare is None and (self.use_spare or state.active is None):
+            state.spare = self._spawn(state.slot)
+        spare = state.spare
+        if spare is None or state.active is not None or not spare.ready:
+            return
+        if time.monotonic() < state.next_claim_at:
+            return
+        if self.count is not None and self.summary.started >= self.count:
+            self._stop(f"--count {self.count} reached")
+            return
+        claim = self.backend.claim_run(self.sweep_id, spare.name, lease_s=3 * self.heartbeat_s)
+        if claim.run is None:
+            self._no_run(state, claim)
+            return
+        spare.assign(claim.run.id)
+        state.active, state.spare = spare, None
+        self.ours[claim.run.id] = state.slot.index
+        self.summary.started += 1
+        self._note(f"slot {state.slot.index}: run {claim.run.id} -> {spare.name}")
+        if self.count is not None and self.summary.started >= self.count:
+            self._stop(f"--count {self.count} reached")
+        elif self.use_spare:
+            state.spare = self._spawn(state.slot)
+
+    def _no_run(self, state: _SlotState, claim: Claim) -> None:
+        if claim.done:
+            self._stop(claim.reason or "sweep done")
+            return
+        sweep_state = self.backend.get_sweep(self.sweep_id).state
+        if sweep_state != SweepState.running:
+            self._stop(claim.reason or f"sweep {sweep_state.value}")
+            return
+        state.next_claim_at = time.monotonic() + RECLAIM_S  # others still train the last configs
+
+    def _watch(self, state: _SlotState) -> None:
+        """Notice spares that could not start and workers whose run has ended."""
+        spare = state.spare
+        if spare is not None and spare.poll() is not None:
+            state.spare = None
+            spare.close()
+            if spare.error is not None:
+                raise AgentError(f"the worker cannot start: {spare.error}")
+            if self.stopping is None:
+                state.start_failures += 1
+                if state.start_failures >= MAX_START_FAILURES:
+                    raise AgentError(
+                        f"workers of slot {state.slot.index} exit before they are ready "
+                        f"({spare.exit_description()}); see {self.home.agent_log_path(self.sweep_id)}"
+                    )
+        elif spare is not None and spare.ready:
+            state.start_failures = 0
+        active = state.active
+        if active is not None and active.poll() is not None:
+            state.active = None
+            active.close()
+            self._ended(active)
+
+    def _ended(self, worker: WorkerProcess) -> None:
+        """Count how the worker's run ended; clean up after a worker that died mid-run."""
+        assert worker.run_id is not None
+        run = self.backend.get_run(worker.run_id)
+        state = run.state
+        if state == RunState.running and run.worker == worker.name:
+            if worker.killed_by_supervisor or self.signals:
+                self.backend.requeue_run(
+                    run.id, worker.name, "agent stopped before the run could re-queue itself"
+                )
+                state = RunState.pending
+            else:
+                reason = worker.exit_description()
+                self.backend.fail_run(run.id, worker.name, reason, crashed=True)
+                state = RunState.crashed
+                self._note(f"run {run.id}: {reason}")
+                run.reason = reason
+        counted = {
+            RunState.finished: "finished",
+            RunState.stopped: "stopped",
+            RunState.failed: "failed",
+            RunState.crashed: "crashed",
+            RunState.pending: "requeued",
+        }.get(state)
+        if counted is None:  # still running under another worker: it was reaped and re-claimed
+            counted = "crashed"
+        setattr(self.summary, counted, getattr(self.summary, counted) + 1)
+        self._note(f"run {run.id}: {counted}")
+        if state in (RunState.failed, RunState.crashed):
+            self.consecutive_failures += 1
+            if self.consecutive_failures >= self.max_failures:
+                last = self.backend.get_run(run.id).reason or run.reason or state.value
+                self._stop(f"{self.consecutive_failures} consecutive failures: {last}", ok=False)
+                self._terminate_active()
+        elif state in (RunState.finished, RunState.stopped):
+            self.consecutive_failures = 0
+
+    # --- signals and shutdown ---------------------------------------------------------
+
+    @contextmanager
+    def _signals(self) -> Iterator[None]:
+        """Count SIGINT/SIGTERM while the loop runs; the loop acts on them (not the handler)."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def handler(signum: int, frame: Any) -> None:
+            self.signals += 1
+            self._last_signal = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+
+        previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for sig, old in previous.items():
+                signal.signal(sig, old)
+
+    def _on_signal(self, count: int) -> None:
+        """First signal: runs re-queue at their next batch. Second: kill the workers now."""
+        reason = f"stopped by {self._last_signal}"
+        self._stop(reason)
+        self.stopping = reason  # the signal is why runs were cut short, whatever came first
+        if count == 1:
+            self._terminate_active()
+        else:
+            self._note("second signal: killing workers")
+            self._kill_all()
+
+    def _terminate_active(self) -> None:
+        for state in self.slots:
+            for worker in (state.active, state.spare):
+                if worker is not None:
+                    worker.terminate()
+
+    def _kill_all(self) -> None:
+        """SIGKILL every worker now and re-queue their runs ourselves."""
+        for state in self.slots:
+            for worker in (state.active, state.spare):
+                if worker is not None:
+                    worker.kill()
+        for state in self.slots:
+            if state.spare is not None:
+                state.spare.wait()
+                state.spare.close()
+                state.spare = None
+            if state.active is not None:
+                active, state.active = state.active, None
+                active.wait()
+                active.close()
+                self._ended(active)
+
+    def _shutdown(self) -> None:
+        """Whatever happened: no worker outlives the agent and no run of ours stays running."""
+        if any(s.active or s.spare for s in self.slots):
+            self._stop(self.stopping or "agent error")
+            self._terminate_active()
+            deadline = time.monotonic() + GRACE_S
+            while time.monotonic() < deadline and self.signals < 2 and self._alive():
+                time.sleep(TICK_S)
+            self._kill_all()
+
+    def _alive(self) -> bool:
+        return any(
+            w is not None and w.poll() is None for s in self.slots for w in (s.active, s.spare)
+        )
+
+    def _note(self, message: str) -> None:
+        """A line in the agent log (the workers' start-up output goes there too)."""
+        log.info(message)
+        if self._log_file is not None:
+            stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+            self._log_file.write(f"{stamp} supervisor {message}\n".encode())
+            self._log_file.flush()
+
+
+def run_agent(
+    sweep_id: str,
+    *,
+    home: Home,
+    backend: str = "local",
+    gpus: str = "none",
+    per_gpu: int = 1,
+    count: int | None = None,
+    max_failures: int = 3,
+    heartbeat_s: float = 10.0,
+    trainer: str = "trainer:train",
+    console: Console | None = None,
+    spare: bool = True,
+) -> AgentSummary:
+    """Train runs of `sweep_id` on the given GPUs until the sweep is done or the agent is stopped.
+
+    `spare=False` starts each worker only when its run is due (no warm spare), for
+    benchmarks. Raises AgentError for what the user can fix (a GPU that is not there).
+    """
+    if count is not None and count < 1:
+        raise AgentError(f"--count must be at least 1, got {count}.")
+    if max_failures < 1:
+        raise AgentError(f"--max-failures must be at least 1, got {max_failures}.")
+    if heartbeat_s <= 0:
+        raise AgentError(f"heartbeat interval must be positive, got {heartbeat_s}.")
+    slots = parse_slots(gpus, per_gpu)
+    home.ensure()
+    supervisor = Supervisor(
+        sweep_id,
+        home=home,
+        backend=backend,
+        slots=slots,
+        count=count,
+        max_failures=max_failures,
+        heartbeat_s=heartbeat_s,
+        trainer=trainer,
+        spare=spare,
+        console=console or Console(),
+    )
+    return supervisor.run()

@@ -1,0 +1,198 @@
+"""What the agent shows: a live table on a terminal, plain log lines otherwise.
+
+Both are fed the same way, about once a second: the slot assignments the supervisor
+knows and the runs as the store has them (`list_runs`), so the table shows what the
+store says, not what a worker claims.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from agent.slots import Slot
+from sweeper.backends.base import Run, RunState, Sweep
+
+
+def swept_parameters(spec: Mapping[str, Any]) -> list[str]:
+    """Names of the parameters a sweep varies (not the fixed `value:` ones), nested included.
+
+    >>> swept_parameters({"parameters": {"lr": {"values": [1e-3, 1e-4]}, "data_dir": {"value": "d"}}})
+    ['lr']
+    """
+    names: list[str] = []
+
+    def walk(parameters: Mapping[str, Any]) -> None:
+        for name, body in parameters.items():
+            if not isinstance(body, Mapping):
+                continue
+            if isinstance(body.get("parameters"), Mapping):
+                walk(body["parameters"])
+            elif "value" not in body:
+                names.append(name)
+
+    walk(spec.get("parameters") or {})
+    return names
+
+
+def format_value(value: Any) -> str:
+    """Short text for a config value: 1e-4 stays 0.0001, floats keep 4 significant digits.
+
+    >>> format_value(0.00012345), format_value(64), format_value("head")
+    ('0.0001234', '64', 'head')
+    """
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def _percent(value: Any) -> str:
+    return (
+        f"{100 * value:.1f}%" if isinstance(value, (int, float)) and math.isfinite(value) else "-"
+    )
+
+
+def eta_seconds(run: Run) -> float | None:
+    """Seconds left for a running run: remaining epochs times the mean epoch time so far."""
+    if not run.history:
+        return None
+    last = run.history[-1]
+    planned = int(last.get("epochs") or 0)
+    seconds = [float(h.get("seconds") or 0.0) for h in run.history]
+    return max(planned - len(run.history), 0) * (sum(seconds) / len(seconds))
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    minutes, secs = divmod(round(seconds), 60)
+    return f"{minutes}:{secs:02d}" if minutes < 60 else f"{minutes // 60}h{minutes % 60:02d}"
+
+
+def _config_text(run: Run, params: Sequence[str]) -> str:
+    return " ".join(
+        f"{name}={format_value(run.config[name])}" for name in params if name in run.config
+    )
+
+
+def _best(runs: Sequence[Run], goal: str) -> float | None:
+    scores = [r.metric for r in runs if r.metric is not None and math.isfinite(r.metric)]
+    if not scores:
+        return None
+    return max(scores) if goal == "maximize" else min(scores)
+
+
+def build_table(
+    sweep: Sweep, slots: Sequence[Slot], assignments: Mapping[int, str | None], runs: Sequence[Run]
+) -> Table:
+    """The live table: one row per slot, with its run's swept config and progress."""
+    params = swept_parameters(sweep.spec)
+    by_id = {r.id: r for r in runs}
+    counts = {state.value: 0 for state in RunState}
+    for each in runs:
+        counts[each.state.value] += 1
+    best = _best(runs, sweep.metric_goal)
+    best_text = f"{best:.4g}" if best is not None else "-"
+    caption = " ".join(f"{k} {v}" for k, v in counts.items() if v) or "no runs yet"
+    table = Table(
+        title=f"sweep {sweep.name} ({sweep.id}) · {sweep.method} · best {sweep.metric_name} {best_text}",
+        caption=caption,
+    )
+    for column in ("slot", "device", "run", "config", "epoch", "val acc", "best", "img/s", "ETA"):
+        table.add_column(
+            column,
+            justify="right" if column in ("epoch", "val acc", "best", "img/s", "ETA") else "left",
+        )
+    for slot in slots:
+        run = by_id.get(assignments.get(slot.index) or "")
+        if run is None:
+            table.add_row(str(slot.index), slot.label, "-", "waiting for a run", "", "", "", "", "")
+            continue
+        last = run.history[-1] if run.history else {}
+        planned = last.get("epochs") or run.config.get("epochs")
+        speed = last.get("images_per_second")
+        table.add_row(
+            str(slot.index),
+            slot.label,
+            run.id,
+            _config_text(run, params),
+            f"{len(run.history)}/{planned if planned is not None else '?'}",
+            _percent(last.get("val_accuracy")),
+            _percent(last.get("best_val_accuracy")),
+            f"{speed:.0f}" if isinstance(speed, (int, float)) else "-",
+            _duration(eta_seconds(run)),
+        )
+    return table
+
+
+class AgentView:
+    """Renders the agent's progress on `console`: a rich Live table or plain log lines."""
+
+    def __init__(self, console: Console, sweep: Sweep, slots: Sequence[Slot]) -> None:
+        self.console, self.sweep, self.slots = console, sweep, slots
+        self.params = swept_parameters(sweep.spec)
+        self.live: Live | None = None
+        self._seen_epochs: dict[str, int] = {}
+        self._seen_state: dict[str, RunState] = {}
+
+    def __enter__(self) -> AgentView:
+        if self.console.is_terminal:
+            self.live = Live(console=self.console, auto_refresh=False, transient=False)
+            self.live.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.live is not None:
+            self.live.stop()
+            self.live = None
+
+    def update(
+        self, assignments: Mapping[int, str | None], runs: Sequence[Run], ours: Mapping[str, int]
+    ) -> None:
+        """Show the current state: redraw the table, or print what changed since last time.
+
+        `assignments` maps slot -> the run it trains now; `ours` maps every run this agent
+        handed out -> its slot, so runs that started and ended between two updates are
+        still logged, and runs of other agents are not.
+        """
+        if self.live is not None:
+            self.live.update(build_table(self.sweep, self.slots, assignments, runs), refresh=True)
+            return
+        for run in runs:
+            if run.id in ours:
+                self._log_changes(run, ours[run.id])
+
+    def _log_changes(self, run: Run, slot: int) -> None:
+        before_state = self._seen_state.get(run.id)
+        before_epochs = self._seen_epochs.get(run.id, 0)
+        where = f"slot {slot} run {run.id}"
+        if before_state in (None, RunState.pending) and run.state != before_state:
+            self.console.print(
+                f"{where} started {_config_text(run, self.params)}".rstrip(), highlight=False
+            )
+        if len(run.history) < before_epochs:  # re-queued and started over
+            before_epochs = 0
+        for metrics in run.history[before_epochs:]:
+            self.console.print(
+                f"{where} epoch {metrics.get('epoch')}/{metrics.get('epochs')} "
+                f"val_accuracy {_percent(metrics.get('val_accuracy'))} "
+                f"best {_percent(metrics.get('best_val_accuracy'))} "
+                f"{float(metrics.get('images_per_second') or 0):.0f} img/s",
+                highlight=False,
+            )
+        if run.state not in (RunState.running, before_state):
+            state = "requeued" if run.state == RunState.pending else run.state.value
+            metric = f" {self.sweep.metric_name} {run.metric:.4g}" if run.metric is not None else ""
+            reason = f" ({run.reason})" if run.reason else ""
+            self.console.print(f"{where} {state}{metric}{reason}", highlight=False)
+        self._seen_state[run.id] = run.state
+        self._seen_epochs[run.id] = len(run.history)
+
+    def summary(self, line: str) -> None:
+        """The one-line summary when the agent is done."""
+        self.console.print(line, highlight=False)

@@ -1,0 +1,85 @@
+"""Tests for agent.wandb_log: mode selection, offline runs on disk, failures never fatal."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+
+from agent.wandb_log import WandbLogger, api_key_configured, wandb_mode
+
+
+@pytest.mark.parametrize(
+    ("env_mode", "key", "netrc_text", "expected"),
+    [
+        (None, None, None, "offline"),
+        (None, "k" * 40, None, "online"),
+        (None, None, "machine api.wandb.ai\n  login user\n  password " + "p" * 40 + "\n", "online"),
+        (None, None, "machine example.com\n  login user\n  password x\n", "offline"),
+        (None, None, "this is not a netrc file {", "offline"),
+        ("disabled", "k" * 40, None, "disabled"),
+        ("offline", "k" * 40, None, "offline"),
+    ],
+)
+def test_mode(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    env_mode: str | None,
+    key: str | None,
+    netrc_text: str | None,
+    expected: str,
+) -> None:
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    if env_mode:
+        monkeypatch.setenv("WANDB_MODE", env_mode)
+    if key:
+        monkeypatch.setenv("WANDB_API_KEY", key)
+    if netrc_text is not None:
+        (tmp_path / "netrc").write_text(netrc_text)
+        monkeypatch.setenv("NETRC", str(tmp_path / "netrc"))
+    assert wandb_mode() == expected
+    assert api_key_configured() == (key is not None or "api.wandb.ai" in (netrc_text or ""))
+
+
+def test_offline_run_is_written_under_the_home(tmp_path: Path) -> None:
+    logger = WandbLogger(tmp_path / "wandb")
+    assert logger.mode == "offline"
+    logger.start("sweep1", "run00001", {"lr": 1e-3})
+    for epoch in (1, 2):
+        logger.log({"epoch": epoch, "val_accuracy": 0.5 + epoch / 10})
+    logger.finish({"best_val_accuracy": 0.7, "test_accuracy": None}, "finished")
+    runs = list((tmp_path / "wandb" / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1
+    assert any(runs[0].glob("*.wandb"))
+
+
+def test_disabled_mode_writes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    logger = WandbLogger(tmp_path / "wandb")
+    logger.prepare()
+    logger.start("sweep1", "run00001", {"lr": 1e-3})
+    logger.log({"epoch": 1})
+    logger.finish({}, "finished")
+    assert not logger.enabled
+    assert not (tmp_path / "wandb").exists()
+
+
+def test_wandb_failure_is_logged_not_raised(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import wandb
+
+    def broken_init(**kwargs: object) -> None:
+        raise RuntimeError("wandb-core did not start")
+
+    monkeypatch.setattr(wandb, "init", broken_init)
+    logger = WandbLogger(tmp_path / "wandb")
+    with caplog.at_level(logging.WARNING, logger="agent.wandb_log"):
+        logger.start("sweep1", "run00001", {})
+        logger.log({"epoch": 1})
+        logger.finish({"x": 1}, "failed")
+    assert (
+        "wandb.init failed, run run00001 is not mirrored: RuntimeError: wandb-core did not start"
+        in caplog.text
+    )
