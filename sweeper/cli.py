@@ -7,11 +7,10 @@ stderr and exits with its code (2), never with a traceback.
 from __future__ import annotations
 
 import json
-import os
 import sys
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -22,9 +21,12 @@ from typer.core import TyperGroup
 from sweeper import __version__
 from sweeper.backends import open_backend
 from sweeper.backends.base import Backend, Run, RunState, Sweep, SweepState
-from sweeper.errors import SpecError, SweeperError
+from sweeper.errors import NotFoundError, SpecError, SweeperError
 from sweeper.paths import Home
 from sweeper.spec import load_spec
+
+if TYPE_CHECKING:
+    from sweeper.backends.local import LocalBackend
 
 out = Console()
 err = Console(stderr=True)
@@ -110,9 +112,16 @@ def _sweep_json(sweep: Sweep) -> dict[str, Any]:
     }
 
 
+def _local() -> LocalBackend:
+    """The local backend, whose store also keeps the current sweep and the W&B references."""
+    from sweeper.backends.local import LocalBackend
+
+    return LocalBackend(State.home)
+
+
 def _current_id() -> str | None:
     """The id of the last created sweep, kept in the local store whatever its backend."""
-    return open_backend("local", State.home).store.get_current()
+    return _local().store.get_current()
 
 
 def _current(backend: Backend, ref: str | None) -> Sweep:
@@ -127,15 +136,36 @@ def _current(backend: Backend, ref: str | None) -> Sweep:
     return backend.get_sweep(current)
 
 
+def _locate(ref: str | None) -> tuple[Backend, Sweep]:
+    """The sweep named by `ref` (or the current one) and the backend that holds it: the
+    local store, or W&B for a sweep recorded as a W&B reference (or given as entity/project/id)."""
+    from sweeper.backends.wandb import recorded
+
+    local = _local()
+    target = ref or _current_id()
+    if target is not None and recorded(local.store, target):
+        wandb_backend = _backend("wandb")
+        return wandb_backend, wandb_backend.get_sweep(target)
+    try:
+        return local, _current(local, ref)
+    except NotFoundError:
+        if target is not None and "/" in target:
+            wandb_backend = _backend("wandb")
+            return wandb_backend, wandb_backend.get_sweep(target)
+        raise
+
+
 def _pick_backend(requested: str | None) -> tuple[str, str]:
     """The backend to create a sweep on, and why it was chosen."""
+    from sweeper.backends.wandb import api_key
+
     if requested is not None:
         if requested not in BACKENDS:
             raise SweeperError(
                 f"Unknown backend {requested!r}: expected one of {', '.join(BACKENDS)}."
             )
         return requested, "--backend"
-    if os.environ.get("WANDB_API_KEY"):
+    if api_key():
         return "wandb", "a W&B API key is configured"
     return "local", "no W&B API key is configured"
 
@@ -188,6 +218,22 @@ def create(
             help="local or wandb (default: wandb when an API key is configured, else local).",
         ),
     ] = None,
+    entity: Annotated[
+        str | None,
+        typer.Option(
+            "--entity",
+            help="W&B entity (user or team) for the sweep [env: WANDB_ENTITY; default: yours].",
+            rich_help_panel="W&B",
+        ),
+    ] = None,
+    project: Annotated[
+        str | None,
+        typer.Option(
+            "--project",
+            help="W&B project for the sweep [env: WANDB_PROJECT; default: the spec's or 'sweeper'].",
+            rich_help_panel="W&B",
+        ),
+    ] = None,
     as_json: Annotated[
         bool, typer.Option("--json", help='Print {"id", "name", "backend", "state"}.')
     ] = False,
@@ -198,7 +244,13 @@ def create(
     """
     spec = load_spec(file)
     chosen, why = _pick_backend(backend)
-    sweep = _backend(chosen).create_sweep(spec, name=name or spec.name or file.stem)
+    if chosen != "wandb" and (entity or project):
+        raise SweeperError(
+            "--entity and --project are for W&B sweeps; add --backend wandb (and log in with "
+            "`wandb login` or WANDB_API_KEY)."
+        )
+    opened = open_backend(chosen, State.home, entity=entity, project=project)
+    sweep = opened.create_sweep(spec, name=name or spec.name or file.stem)
     if as_json:
         _print_json(_sweep_json(sweep))
         return
@@ -217,12 +269,18 @@ def list_sweeps(
         bool, typer.Option("--json", help="Print a list of sweep objects with run counts.")
     ] = False,
 ) -> None:
-    """List every sweep, newest first.
+    """List every sweep, newest first: local ones and the W&B sweeps recorded here.
 
     Example: sweeper ls --json
     """
-    backend = _backend()
+    from sweeper.backends.wandb import recorded
+
+    backend = _local()
     sweeps = backend.list_sweeps()
+    if recorded(backend.store):
+        sweeps = sorted(
+            sweeps + _backend("wandb").list_sweeps(), key=lambda s: s.created_at, reverse=True
+        )
     current = _current_id()
     if as_json:
         _print_json([{**_sweep_json(s), "runs": s.run_counts} for s in sweeps])
@@ -302,8 +360,7 @@ def status(
 
     Example: sweeper status --json
     """
-    backend = _backend()
-    found = _current(backend, sweep)
+    backend, found = _locate(sweep)
     runs = backend.list_runs(found.id, with_history=False)
     if as_json:
         _print_json({**_sweep_json(found), "runs": [_run_json(r) for r in runs]})
@@ -358,8 +415,8 @@ def status(
 
 
 def _set_state(sweep: str | None, state: SweepState, verb: str) -> None:
-    backend = _backend()
-    found = backend.set_sweep_state(_current(backend, sweep).id, state)
+    backend, current = _locate(sweep)
+    found = backend.set_sweep_state(current.id, state)
     out.print(f"Sweep [bold]{found.id}[/bold] {verb}: now {found.state.value}.", highlight=False)
 
 
@@ -453,8 +510,7 @@ def agent(
     """
     from agent import run_agent
 
-    backend = _backend()
-    found = _current(backend, sweep)
+    _, found = _locate(sweep)
     summary = run_agent(
         found.id,
         home=State.home,
@@ -508,8 +564,9 @@ def report(
     unknown = chosen - {"md", "html", "json"}
     if unknown or not chosen:
         raise SweeperError(f"--format takes md, html and json, comma-separated; got {formats!r}.")
-    backend = _backend()
-    found = [backend.get_sweep(ref) for ref in sweeps] if sweeps else [_current(backend, None)]
+    # Every sweep of one report lives on the backend of the first one named.
+    backend, first = _locate(sweeps[0] if sweeps else None)
+    found = [first, *(backend.get_sweep(ref) for ref in (sweeps or [])[1:])]
     ids = [s.id for s in found]
     out_dir = output or State.home.report_dir("-".join(ids))
     result = build_report(backend, ids, baseline=baseline, out_dir=out_dir, formats=chosen)
@@ -522,6 +579,52 @@ def report(
         import webbrowser
 
         webbrowser.open(result.paths["html"].resolve().as_uri())
+
+
+@app.command()
+def sync(
+    sweep: Annotated[
+        str | None,
+        typer.Argument(help="Sweep id or name (default: every local sweep's runs)."),
+    ] = None,
+    entity: Annotated[
+        str | None,
+        typer.Option("--entity", help="W&B entity to upload to [env: WANDB_ENTITY]."),
+    ] = None,
+    project: Annotated[
+        str | None,
+        typer.Option("--project", help="W&B project to upload to [env: WANDB_PROJECT]."),
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="List what would be uploaded; upload nothing.")
+    ] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the uploaded and skipped runs as JSON.")
+    ] = False,
+) -> None:
+    """Upload the offline wandb runs that local sweeps logged, grouped by sweep; safe to re-run.
+
+    Example: sweeper sync --project inat-sweeps
+    """
+    from sweeper.wandb_sync import sync_offline_runs
+
+    result = sync_offline_runs(
+        State.home, sweep=sweep, entity=entity, project=project, dry_run=dry_run
+    )
+    if as_json:
+        _print_json(result.model_dump(mode="json"))
+        return
+    verb = "Would upload" if dry_run else "Uploaded"
+    for group in result.groups:
+        out.print(
+            f"{verb} {len(group.run_ids)} run(s) of sweep [bold]{escape(group.sweep_id)}[/bold]: "
+            f"{escape(', '.join(group.run_ids))}",
+            highlight=False,
+        )
+    if result.already_synced:
+        out.print(f"{result.already_synced} run(s) were uploaded before; skipped.")
+    if not result.groups:
+        out.print("Nothing to upload.")
 
 
 def main() -> None:

@@ -21,10 +21,10 @@ from pathlib import Path
 from sweeper.errors import StoreError
 
 #: Bumped whenever the tables change; a store with a higher version was written by a
-#: newer sweeper and is refused rather than misread.
-SCHEMA_VERSION = 1
+#: newer sweeper and is refused rather than misread. Version 2 added the wandb_* tables;
+#: an older store gains them (and the new version) the first time it is opened.
+SCHEMA_VERSION = 2
 
-_SQLITE_HEADER = b"SQLite format 3\x00"
 #: Per statement, SQLite itself waits this long for a lock before reporting busy.
 _BUSY_TIMEOUT_MS = 5_000
 #: On top of busy_timeout, BEGIN IMMEDIATE is retried with jittered backoff this long.
@@ -79,6 +79,47 @@ CREATE TABLE IF NOT EXISTS epochs (
     epoch INTEGER NOT NULL,
     metrics TEXT NOT NULL,
     PRIMARY KEY (run_id, epoch)
+);
+CREATE TABLE IF NOT EXISTS wandb_sweeps (
+    id TEXT PRIMARY KEY,
+    entity TEXT NOT NULL,
+    project TEXT NOT NULL,
+    url TEXT,
+    name TEXT NOT NULL,
+    spec TEXT NOT NULL,
+    created_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS wandb_runs (
+    id TEXT PRIMARY KEY,
+    sweep_id TEXT NOT NULL REFERENCES wandb_sweeps(id),
+    state TEXT NOT NULL,
+    config TEXT NOT NULL,
+    worker TEXT,
+    agent_id TEXT,
+    metric REAL,
+    epochs INTEGER NOT NULL DEFAULT 0,
+    summary TEXT NOT NULL DEFAULT '{}',
+    reason TEXT,
+    attempt INTEGER NOT NULL DEFAULT 0,
+    retry_of TEXT,
+    lease_s REAL,
+    created_at REAL NOT NULL,
+    started_at REAL,
+    ended_at REAL,
+    heartbeat_at REAL
+);
+CREATE INDEX IF NOT EXISTS wandb_runs_by_sweep_state ON wandb_runs (sweep_id, state);
+CREATE TABLE IF NOT EXISTS wandb_agents (
+    sweep_id TEXT NOT NULL,
+    worker TEXT NOT NULL,
+    agent_id TEXT NOT NULL,
+    PRIMARY KEY (sweep_id, worker)
+);
+CREATE TABLE IF NOT EXISTS wandb_synced (
+    run_dir TEXT PRIMARY KEY,
+    run_id TEXT NOT NULL,
+    sweep_id TEXT,
+    synced_at REAL NOT NULL
 );
 """
 
@@ -149,18 +190,16 @@ class Store:
         return conn
 
     def _prepare_file(self) -> None:
-        """Create the home (0700) and an empty db file (0600), or check an existing file's header."""
+        """Create the home (0700) and an empty db file (0600) if there is none yet.
+
+        An existing file is never opened here: on POSIX, closing any handle to the database
+        drops every lock this process holds on it, including those of live SQLite
+        connections in other threads. `_check_version` recognises a foreign file instead.
+        """
         try:
             if not self.path.parent.exists():
                 self.path.parent.mkdir(parents=True, mode=0o700)
             if self.path.exists():
-                with self.path.open("rb") as f:
-                    header = f.read(len(_SQLITE_HEADER))
-                if header and header != _SQLITE_HEADER:
-                    raise StoreError(
-                        f"{self.path} is not a sweeper store (not an SQLite file); "
-                        "move it away or point --home / SWEEPER_HOME at another folder."
-                    )
                 return
             # An empty file is a valid empty database; creating it ourselves fixes its mode,
             # and SQLite gives the -wal and -shm files the same mode.
@@ -187,7 +226,8 @@ class Store:
             )
         except sqlite3.DatabaseError as e:
             raise StoreError(
-                f"{self.path} is damaged and cannot be read as a sweeper store: {e}"
+                f"{self.path} is not a sweeper store, or is damaged ({e}); move it away or "
+                "point --home / SWEEPER_HOME at another folder"
             ) from e
         if row is None:
             return
@@ -210,6 +250,11 @@ class Store:
             conn.execute(
                 "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)",
                 (str(SCHEMA_VERSION),),
+            )
+            # Migration: every change so far only adds tables, created above if missing.
+            conn.execute(
+                "UPDATE meta SET value = ? WHERE key = 'schema_version' AND CAST(value AS INTEGER) < ?",
+                (str(SCHEMA_VERSION), SCHEMA_VERSION),
             )
             conn.execute("COMMIT")
         except BaseException:

@@ -10,8 +10,13 @@ from sweeper.paths import Home
 BACKEND_NAMES = ("local", "wandb")
 
 
-def open_backend(name: str, home: Home | None = None) -> Backend:
+def open_backend(
+    name: str, home: Home | None = None, *, entity: str | None = None, project: str | None = None
+) -> Backend:
     """The backend called `name`, storing its local files under `home`.
+
+    `entity` and `project` say where the wandb backend creates sweeps (default: wandb's
+    WANDB_ENTITY / WANDB_PROJECT); the local backend has no use for them.
 
     >>> import tempfile
     >>> open_backend("local", Home(tempfile.mkdtemp())).name
@@ -23,7 +28,9 @@ def open_backend(name: str, home: Home | None = None) -> Backend:
 
         return LocalBackend(home)
     if name == "wandb":
-        raise BackendError("the wandb backend is not available yet; use --backend local")
+        from sweeper.backends.wandb import WandbBackend
+
+        return WandbBackend(home, entity=entity, project=project)
     raise BackendError(
         f"unknown backend {name!r}: expected one of {', '.join(BACKEND_NAMES)}{did_you_mean(name, BACKEND_NAMES)}"
     )

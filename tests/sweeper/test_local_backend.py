@@ -368,7 +368,7 @@ def test_missing_run_is_not_found(backend: LocalBackend, make_spec: MakeSpec) ->
 
 
 @pytest.mark.parametrize(
-    ("name", "message"), [("wandb", "not available yet"), ("lokal", 'did you mean "local"')]
+    ("name", "message"), [("wandb", "wandb login"), ("lokal", 'did you mean "local"')]
 )
 def test_open_backend_refuses_unavailable_names(name: str, message: str) -> None:
     with pytest.raises(BackendError, match=message):

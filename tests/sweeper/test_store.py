@@ -67,7 +67,11 @@ def test_corrupt_file_is_refused_and_left_untouched(store_path: Path, content: b
 
 
 def test_damaged_sqlite_file_is_a_store_error(store_path: Path) -> None:
-    Store(store_path).set_current("abc12345")
+    writer = Store(store_path)
+    writer.set_current("abc12345")
+    # Closed first: SQLite shares a live connection's WAL index with later connections
+    # of the same process, which would serve the old pages instead of the damaged ones.
+    writer.close()
     # Keep the SQLite header, wreck the pages after it.
     data = bytearray(store_path.read_bytes())
     for sidecar in ("-wal", "-shm"):
@@ -180,3 +184,20 @@ def test_each_thread_gets_its_own_connection(store_path: Path) -> None:
     worker.join()
     assert seen == ["main1111"]
     store.close()
+
+
+def test_a_second_connection_in_the_process_keeps_writes_visible(store_path: Path) -> None:
+    # Regression: opening the db file by hand on every connect dropped this process's
+    # POSIX locks, so later writes of the first connection went unseen by other processes.
+    import subprocess
+    import sys
+
+    main = Store(store_path)
+    main.set_current("aaa")
+    thread = threading.Thread(target=lambda: Store(store_path).set_current("bbb"))
+    thread.start()
+    thread.join()
+    main.set_current("ccc")
+    code = f"from sweeper.store import Store; print(Store({str(store_path)!r}).get_current())"
+    seen = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert seen.stdout.strip() == "ccc"

@@ -1,0 +1,238 @@
+"""`sweeper sync`: offline wandb runs of local sweeps uploaded once, grouped by sweep.
+
+The upload entry point (wandb's `wandb sync` code) is replaced by a recorder: there is no
+network. One test reads a run folder that wandb itself wrote offline, in a subprocess;
+the others write the same `.wandb` format directly, which is quicker.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+from wandb.proto import wandb_internal_pb2
+
+from sweeper import wandb_sync
+from sweeper.backends.local import LocalBackend
+from sweeper.cli import app
+from sweeper.errors import BackendError, NotFoundError
+from sweeper.paths import Home
+from sweeper.spec import parse_spec
+from sweeper.wandb_sync import read_run_record, sync_offline_runs
+
+KEY = "s" * 30 + "SYNCSECRET"
+
+SPEC = """
+method: grid
+metric: {name: val_accuracy, goal: maximize}
+parameters:
+  data_dir: {value: data/tiny}
+  lr: {values: [0.001, 0.0001]}
+"""
+
+
+class Uploads:
+    """Stands in for `wandb sync`: records each call; can fail the next one."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[list[str], str | None, str]] = []
+        self.error: Exception | None = None
+
+    def __call__(self, paths: list[Path], entity: str | None, project: str) -> None:
+        if self.error is not None:
+            error, self.error = self.error, None
+            raise error
+        self.calls.append((sorted(p.name for p in paths), entity, project))
+
+
+def frame(payloads: list[bytes], block: int = 32 * 1024) -> bytes:
+    """`payloads` in wandb's transaction-log framing (LevelDB's log format)."""
+    out = bytearray(b":W&B" + struct.pack("<HB", 0xBEE1, 0))
+    for payload in payloads:
+        rest, first = payload, True
+        while True:
+            room = block - len(out) % block
+            if room < 7:
+                out += b"\x00" * room
+                continue
+            chunk, rest = rest[: room - 7], rest[room - 7 :]
+            kind = (1 if first else 4) if not rest else (2 if first else 3)
+            out += struct.pack("<IHB", 0, len(chunk), kind) + chunk
+            first = False
+            if not rest:
+                break
+    return bytes(out)
+
+
+def write_run(home: Home, run_id: str, group: str | None, padding: int = 0) -> Path:
+    """An offline run folder as wandb lays it out, with a header and a run record."""
+    header = wandb_internal_pb2.Record()
+    header.header.SetInParent()
+    run = wandb_internal_pb2.Record()
+    run.run.run_id = run_id
+    if group:
+        run.run.run_group = group
+    run.run.notes = "x" * padding  # a large record spans several blocks
+    run_dir = home.wandb_dir / "wandb" / f"offline-run-20250101_000000-{run_id}"
+    run_dir.mkdir(parents=True)
+    (run_dir / f"run-{run_id}.wandb").write_bytes(
+        frame([header.SerializeToString(), run.SerializeToString()])
+    )
+    return run_dir
+
+
+@pytest.fixture
+def keyed(monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.setenv("WANDB_API_KEY", KEY)
+    return KEY
+
+
+@pytest.fixture
+def sweeps_here() -> tuple[str, str]:
+    """Two local sweeps in the test home."""
+    backend = LocalBackend(Home())
+    ids = (
+        backend.create_sweep(parse_spec(SPEC), name="a").id,
+        backend.create_sweep(parse_spec(SPEC), name="b").id,
+    )
+    backend.close()
+    return ids
+
+
+@pytest.mark.parametrize("padding", [0, 40_000, 100_000])
+def test_the_run_record_is_read_whole_across_blocks(padding: int) -> None:
+    run_dir = write_run(Home(), "abc123", "sweep1", padding=padding)
+    assert read_run_record(next(run_dir.glob("*.wandb"))) == ("abc123", "sweep1")
+
+
+@pytest.mark.parametrize(
+    "content", [b"", b"not a wandb file", b":W&B\xe1\xbe\x00\x00\x00\x00\x00\xff\xff\x01"]
+)
+def test_other_files_are_not_runs(tmp_path: Path, content: bytes) -> None:
+    path = tmp_path / "run-x.wandb"
+    path.write_bytes(content)
+    assert read_run_record(path) is None
+
+
+def test_runs_upload_once_grouped_by_sweep(keyed: str, sweeps_here: tuple[str, str]) -> None:
+    a, b = sweeps_here
+    home = Home()
+    for run_id, group in (
+        ("ra1", a),
+        ("ra2", a),
+        ("rb1", b),
+        ("stray", "notasweep"),
+        ("nogroup", None),
+    ):
+        write_run(home, run_id, group)
+    uploads = Uploads()
+    result = sync_offline_runs(home, project="inat", upload=uploads)
+    assert {g.sweep_id: g.run_ids for g in result.groups} == {a: ["ra1", "ra2"], b: ["rb1"]}
+    assert sorted(uploads.calls) == sorted(
+        [
+            (["offline-run-20250101_000000-ra1", "offline-run-20250101_000000-ra2"], None, "inat"),
+            (["offline-run-20250101_000000-rb1"], None, "inat"),
+        ]
+    )
+    assert all(p.exists() for p in home.wandb_dir.glob("wandb/offline-run-*-r*/*.wandb.synced"))
+    again = sync_offline_runs(home, project="inat", upload=uploads)
+    assert (again.groups, again.already_synced) == ([], 3)
+    assert len(uploads.calls) == 2
+
+
+def test_one_sweep_can_be_chosen(keyed: str, sweeps_here: tuple[str, str]) -> None:
+    a, b = sweeps_here
+    home = Home()
+    write_run(home, "ra1", a)
+    write_run(home, "rb1", b)
+    uploads = Uploads()
+    result = sync_offline_runs(home, sweep="b", upload=uploads)
+    assert [(g.sweep_id, g.run_ids) for g in result.groups] == [(b, ["rb1"])]
+    assert uploads.calls == [(["offline-run-20250101_000000-rb1"], None, "sweeper")]
+    with pytest.raises(NotFoundError):
+        sync_offline_runs(home, sweep="nosuch", upload=uploads)
+
+
+def test_entity_and_project_default_to_wandb_env(
+    keyed: str, sweeps_here: tuple[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("WANDB_ENTITY", "team")
+    monkeypatch.setenv("WANDB_PROJECT", "proj")
+    write_run(Home(), "ra1", sweeps_here[0])
+    uploads = Uploads()
+    sync_offline_runs(Home(), upload=uploads)
+    assert uploads.calls == [(["offline-run-20250101_000000-ra1"], "team", "proj")]
+
+
+def test_no_key_is_a_clear_error_but_a_dry_run_works(sweeps_here: tuple[str, str]) -> None:
+    write_run(Home(), "ra1", sweeps_here[0])
+    uploads = Uploads()
+    with pytest.raises(BackendError, match="wandb login"):
+        sync_offline_runs(Home(), upload=uploads)
+    preview = sync_offline_runs(Home(), dry_run=True, upload=uploads)
+    assert [g.run_ids for g in preview.groups] == [["ra1"]]
+    assert uploads.calls == []
+    assert not list(Home().wandb_dir.rglob("*.synced"))
+
+
+def test_a_failed_upload_is_redacted_and_retried_next_time(
+    keyed: str, sweeps_here: tuple[str, str]
+) -> None:
+    write_run(Home(), "ra1", sweeps_here[0])
+    uploads = Uploads()
+    uploads.error = RuntimeError(f"HTTP 503 posting with key {KEY}")
+    with pytest.raises(BackendError) as info:
+        sync_offline_runs(Home(), upload=uploads)
+    assert KEY not in str(info.value) and "sweeper sync" in str(info.value)
+    retried = sync_offline_runs(Home(), upload=uploads)
+    assert [g.run_ids for g in retried.groups] == [["ra1"]]
+
+
+def test_a_run_wandb_wrote_offline_is_found(keyed: str, sweeps_here: tuple[str, str]) -> None:
+    sweep_id = sweeps_here[0]
+    script = textwrap.dedent(
+        f"""
+        import wandb
+        run = wandb.init(dir={str(Home().wandb_dir)!r}, group={sweep_id!r}, job_type="sweep",
+                         name="r1", config={{"lr": 0.1}}, mode="offline")
+        run.log({{"epoch": 1, "val_accuracy": 0.5}})
+        run.finish()
+        """
+    )
+    Home().wandb_dir.mkdir(parents=True)
+    env = {**os.environ, "WANDB_SILENT": "true"}
+    subprocess.run([sys.executable, "-c", script], check=True, env=env, timeout=120)
+    uploads = Uploads()
+    result = sync_offline_runs(Home(), upload=uploads)
+    assert [g.sweep_id for g in result.groups] == [sweep_id]
+    assert len(uploads.calls) == 1 and len(uploads.calls[0][0]) == 1
+
+
+def test_cli_sync_reports_what_it_uploaded(
+    keyed: str, sweeps_here: tuple[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_run(Home(), "ra1", sweeps_here[0])
+    uploads = Uploads()
+    monkeypatch.setattr(wandb_sync, "wandb_sync_upload", uploads)
+    runner = CliRunner()
+    shown = runner.invoke(app, ["sync", "--dry-run", "--json"])
+    assert shown.exit_code == 0, shown.output
+    assert json.loads(shown.output)["groups"][0]["run_ids"] == ["ra1"]
+    done = runner.invoke(app, ["sync"])
+    assert done.exit_code == 0, done.output
+    assert "Uploaded 1 run(s) of sweep" in done.output and sweeps_here[0] in done.output
+    again = runner.invoke(app, ["sync"])
+    assert "Nothing to upload" in again.output and "1 run(s) were uploaded before" in again.output
+
+
+def test_cli_sync_without_a_key_exits_2_with_the_login_hint() -> None:
+    result = CliRunner().invoke(app, ["sync"])
+    assert result.exit_code == 2
+    assert "wandb login" in result.output and "Traceback" not in result.output
