@@ -1,0 +1,147 @@
+"""demo.dataset: deterministic, disjoint, correctly laid out, atomic and cached digit datasets."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from pydantic import ValidationError
+from sklearn.datasets import load_digits
+
+from demo import dataset
+from demo.dataset import CLASS_NAMES, DemoDataSpec, build_demo_data, is_built, render_digit
+
+#: A small build: 30 originals per digit, 2 source copies, 5 labelled target images per class.
+SMALL = DemoDataSpec(max_per_class=30, source_copies=2, target_train_per_class=5)
+
+
+def _files(root: Path) -> dict[str, str]:
+    """Relative path -> sha256 of every file under `root`."""
+    return {
+        p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+def _count(folder: Path) -> dict[str, int]:
+    return {d.name: len(list(d.iterdir())) for d in sorted(folder.iterdir())}
+
+
+def test_same_spec_gives_byte_identical_files(tmp_path: Path) -> None:
+    first = build_demo_data(tmp_path / "a", SMALL)
+    second = build_demo_data(tmp_path / "b", SMALL)
+    assert first.built and second.built
+    assert _files(first.root) == _files(second.root)
+
+
+def test_other_seed_gives_other_images(tmp_path: Path) -> None:
+    one = _files(build_demo_data(tmp_path / "a", SMALL).root)
+    other = _files(build_demo_data(tmp_path / "b", SMALL.model_copy(update={"seed": 1})).root)
+    shared = set(one) & set(other) - {"stamp.json"}
+    assert all(one[name] != other[name] for name in shared)
+
+
+def test_source_and_target_classes_are_disjoint_and_consistent(tmp_path: Path) -> None:
+    data = build_demo_data(tmp_path / "data", SMALL)
+    source = {d.name for d in (data.source / "train").iterdir()}
+    target = {d.name for d in (data.target / "train").iterdir()}
+    assert source == {CLASS_NAMES[d] for d in SMALL.source_digits}
+    assert target == {CLASS_NAMES[d] for d in SMALL.target_digits}
+    assert not source & target
+    assert {d.name for d in (data.source / "val").iterdir()} == source
+    assert {d.name for d in (data.target / "val").iterdir()} == target
+
+
+def test_counts_per_split(tmp_path: Path) -> None:
+    data = build_demo_data(tmp_path / "data", SMALL)
+    n_test = round(30 * SMALL.source_test_fraction)
+    assert set(_count(data.source / "train").values()) == {(30 - n_test) * SMALL.source_copies}
+    assert set(_count(data.source / "val").values()) == {n_test}
+    assert set(_count(data.target / "train").values()) == {5}
+    assert set(_count(data.target / "val").values()) == {30 - 5}
+
+
+def test_target_train_and_test_use_different_digits(tmp_path: Path) -> None:
+    data = build_demo_data(tmp_path / "data", SMALL)
+    # File names start with the index of the original scikit-learn digit.
+    train = {p.name.split("_")[0] for p in (data.target / "train").rglob("*.png")}
+    test = {p.name.split("_")[0] for p in (data.target / "val").rglob("*.png")}
+    assert not train & test
+
+
+def test_images_are_real_png_files_of_the_right_size(tmp_path: Path) -> None:
+    data = build_demo_data(tmp_path / "data", SMALL)
+    files = sorted(data.root.rglob("*.png"))
+    assert len(files) == sum(len(list(p.iterdir())) for p in data.root.glob("*/*/*"))
+    for path in files[:: max(1, len(files) // 25)]:
+        with Image.open(path) as image:
+            assert image.format == "PNG"
+            assert (image.mode, image.size) == ("RGB", (32, 32))
+            assert np.asarray(image).std() > 10  # a drawn digit, not a flat canvas
+
+
+def test_second_build_is_skipped_and_a_new_spec_rebuilds(tmp_path: Path) -> None:
+    root = tmp_path / "data"
+    build_demo_data(root, SMALL)
+    before = _files(root)
+    assert build_demo_data(root, SMALL).built is False
+    assert _files(root) == before
+    bigger = SMALL.model_copy(update={"target_train_per_class": 6})
+    assert build_demo_data(root, bigger).built is True
+    assert is_built(root, bigger) and not is_built(root, SMALL)
+    assert set(_count(root / "target" / "train").values()) == {6}
+    assert [p.name for p in tmp_path.iterdir()] == ["data"]  # no staging or old copies left
+
+
+def test_a_failed_build_leaves_the_previous_one_untouched(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "data"
+    build_demo_data(root, SMALL)
+    before = _files(root)
+
+    def broken(*args: object, **kwargs: object) -> np.ndarray:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(dataset, "render_digit", broken)
+    with pytest.raises(OSError, match="disk full"):
+        build_demo_data(root, SMALL.model_copy(update={"seed": 3}))
+    assert _files(root) == before
+    assert [p.name for p in tmp_path.iterdir()] == ["data"]
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"target_digits": (4, 5, 6)}, "must not share digits"),
+        ({"source_digits": (1, 1, 2)}, "distinct digits"),
+        ({"target_digits": (9, 10)}, "distinct digits"),
+        ({"max_per_class": 20, "target_train_per_class": 25}, "test set"),
+    ],
+)
+def test_bad_specs_are_rejected(changes: dict[str, object], message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        DemoDataSpec(**changes)
+
+
+def test_render_digit_depends_only_on_its_generator() -> None:
+    digit = np.tile(np.arange(8.0), (8, 1)) * 2
+    first = render_digit(digit, np.random.default_rng(5))
+    assert first.shape == (32, 32, 3) and first.dtype == np.uint8
+    assert np.array_equal(first, render_digit(digit, np.random.default_rng(5)))
+    assert not np.array_equal(first, render_digit(digit, np.random.default_rng(6)))
+
+
+@pytest.mark.slow
+def test_default_build_is_the_demo_dataset(tmp_path: Path) -> None:
+    data = build_demo_data(tmp_path / "data")
+    source_train = sum(_count(data.source / "train").values())
+    target_train = _count(data.target / "train")
+    assert 4000 <= source_train <= 4500
+    assert target_train == {CLASS_NAMES[d]: 10 for d in range(5, 10)}
+    available = np.bincount(load_digits().target)
+    assert _count(data.target / "val") == {CLASS_NAMES[d]: available[d] - 10 for d in range(5, 10)}
