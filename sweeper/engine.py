@@ -20,11 +20,11 @@ import random
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
+import sweeps
 from jsonschema import ValidationError
 from pydantic import BaseModel, Field
 from threadpoolctl import threadpool_limits
 
-import sweeps
 from sweeper.backends.base import RunState
 from sweeper.errors import SpecError
 from sweeper.spec import SweepSpec, flatten_config

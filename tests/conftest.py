@@ -10,7 +10,7 @@ import pytest
 
 sys.path.append(str(Path(__file__).parent))
 
-from imagefolder import write_image_folder  # noqa: E402
+from imagefolder import write_image_folder
 
 
 @pytest.fixture(autouse=True)

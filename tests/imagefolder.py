@@ -8,7 +8,14 @@ import numpy as np
 from PIL import Image
 
 #: One hue per class: classes are learnable from colour and stripe direction.
-_PALETTE = [(220, 40, 40), (40, 200, 60), (50, 80, 230), (230, 200, 40), (200, 60, 210), (40, 210, 210)]
+_PALETTE = [
+    (220, 40, 40),
+    (40, 200, 60),
+    (50, 80, 230),
+    (230, 200, 40),
+    (200, 60, 210),
+    (40, 210, 210),
+]
 
 
 def write_image_folder(

@@ -49,7 +49,9 @@ class RunState(str, Enum):
 
 
 #: States a run never leaves.
-TERMINAL_RUN_STATES = frozenset({RunState.finished, RunState.failed, RunState.crashed, RunState.stopped})
+TERMINAL_RUN_STATES = frozenset(
+    {RunState.finished, RunState.failed, RunState.crashed, RunState.stopped}
+)
 #: How many times a crashed run's config is queued again before it is failed.
 MAX_CRASH_RETRIES = 2
 
@@ -89,15 +91,25 @@ class Run(BaseModel):
     sweep_id: str
     state: RunState
     config: dict[str, Any] = Field(description="Flat parameter values given to the trainer.")
-    metric: float | None = Field(default=None, description="Best value of the sweep metric over the epochs so far.")
+    metric: float | None = Field(
+        default=None, description="Best value of the sweep metric over the epochs so far."
+    )
     epochs: int = Field(default=0, description="Epochs reported so far.")
-    history: list[dict[str, Any]] = Field(default_factory=list, description="Per-epoch metrics, in order.")
-    summary: dict[str, Any] = Field(default_factory=dict, description="Final result (TrainResult without history).")
+    history: list[dict[str, Any]] = Field(
+        default_factory=list, description="Per-epoch metrics, in order."
+    )
+    summary: dict[str, Any] = Field(
+        default_factory=dict, description="Final result (TrainResult without history)."
+    )
     reason: str | None = Field(default=None, description="Why the run stopped, failed or crashed.")
     worker: str | None = None
-    attempt: int = Field(default=0, description="0 for a first try, n for the n-th re-queue after a crash.")
+    attempt: int = Field(
+        default=0, description="0 for a first try, n for the n-th re-queue after a crash."
+    )
     retry_of: str | None = None
-    search_info: dict[str, Any] | None = Field(default=None, description="Why the engine proposed this config.")
+    search_info: dict[str, Any] | None = Field(
+        default=None, description="Why the engine proposed this config."
+    )
     created_at: datetime
     started_at: datetime | None = None
     ended_at: datetime | None = None
@@ -108,8 +120,13 @@ class Claim(BaseModel):
     """The answer to `claim_run`: a run to train, or why there is none."""
 
     run: Run | None = None
-    done: bool = Field(default=False, description="True when the sweep will never hand out another run.")
-    reason: str | None = Field(default=None, description="Why no run: 'grid exhausted', 'run_cap reached', 'sweep paused', ...")
+    done: bool = Field(
+        default=False, description="True when the sweep will never hand out another run."
+    )
+    reason: str | None = Field(
+        default=None,
+        description="Why no run: 'grid exhausted', 'run_cap reached', 'sweep paused', ...",
+    )
 
 
 class Backend(ABC):
@@ -234,7 +251,9 @@ class Backend(ABC):
         scored = [
             r
             for r in self.list_runs(sweep_id, with_history=False)
-            if r.state in (RunState.finished, RunState.stopped) and r.metric is not None and math.isfinite(r.metric)
+            if r.state in (RunState.finished, RunState.stopped)
+            and r.metric is not None
+            and math.isfinite(r.metric)
         ]
         if not scored:
             return None
