@@ -25,6 +25,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import IO, Any
 
 from pydantic import BaseModel, Field
@@ -34,9 +35,9 @@ from agent.process import WorkerProcess
 from agent.slots import Slot, parse_slots
 from agent.ui import AgentView
 from sweeper.backends import open_backend
-from sweeper.backends.base import Backend, Claim, RunState, SweepState
+from sweeper.backends.base import Backend, Claim, Run, RunState, SweepState
 from sweeper.errors import AgentError
-from sweeper.paths import Home
+from sweeper.paths import Home, private_dir
 
 log = logging.getLogger(__name__)
 
@@ -132,17 +133,17 @@ class Supervisor:
         self._seq = 0
         self._name_prefix = f"{socket.gethostname().split('.')[0]}-{os.getpid()}"
         self._log_file: IO[bytes] | None = None
+        #: Workers killed because their run went silent, with the reason their run crashed.
+        self._hung: dict[str, str] = {}
 
     # --- the loop -----------------------------------------------------------------
 
     def run(self) -> AgentSummary:
         """Train until the sweep, --count, a signal or failures say stop; return the summary."""
         began = time.monotonic()
-        log_path = self.home.agent_log_path(self.sweep_id)
-        log_path.parent.mkdir(parents=True, exist_ok=True)
         handled_signals = 0
         with (
-            open(log_path, "ab") as self._log_file,
+            _open_log(self.home.agent_log_path(self.sweep_id)) as self._log_file,
             self._signals(),
             AgentView(self.console, self.sweep, [s.slot for s in self.slots]) as view,
         ):
@@ -178,6 +179,7 @@ class Supervisor:
         except Exception as exc:  # a busy store must not stop the agent; the next refresh will do
             log.warning("cannot read runs for the table: %s", exc)
             return
+        self._kill_hung(runs)
         assignments = {s.slot.index: s.active.run_id if s.active else None for s in self.slots}
         view.update(assignments, runs, self.ours)
 
@@ -268,19 +270,42 @@ class Supervisor:
             active.close()
             self._ended(active)
 
+    def _kill_hung(self, runs: list[Run]) -> None:
+        """SIGKILL every active worker whose run has had no heartbeat for a whole lease.
+
+        Such a worker is stopped or stuck below Python (its heartbeat thread cannot run):
+        it would never exit, and the slot and the agent would wait for it forever. Its run
+        is crashed (and its config re-queued) when `_ended` sees the worker gone.
+        """
+        lease = 3 * self.heartbeat_s
+        now = time.time()
+        by_id = {run.id: run for run in runs}
+        for state in self.slots:
+            worker = state.active
+            run = by_id.get(worker.run_id or "") if worker is not None else None
+            if worker is None or run is None or run.heartbeat_at is None:
+                continue
+            silent = now - run.heartbeat_at.timestamp()
+            if silent > lease and worker.name not in self._hung:
+                reason = f"worker hung: no heartbeat for {silent:.1f} s (lease {lease:g} s), killed"
+                self._hung[worker.name] = reason
+                self._note(f"run {run.id}: {reason}")
+                worker.kill()
+
     def _ended(self, worker: WorkerProcess) -> None:
         """Count how the worker's run ended; clean up after a worker that died mid-run."""
         assert worker.run_id is not None
         run = self.backend.get_run(worker.run_id)
         state = run.state
+        hung = self._hung.pop(worker.name, None)
         if state == RunState.running and run.worker == worker.name:
-            if worker.killed_by_supervisor or self.signals:
+            if hung is None and (worker.killed_by_supervisor or self.signals):
                 self.backend.requeue_run(
                     run.id, worker.name, "agent stopped before the run could re-queue itself"
                 )
                 state = RunState.pending
             else:
-                reason = worker.exit_description()
+                reason = hung or worker.exit_description()
                 self.backend.fail_run(run.id, worker.name, reason, crashed=True)
                 state = RunState.crashed
                 self._note(f"run {run.id}: {reason}")
@@ -379,8 +404,26 @@ class Supervisor:
         log.info(message)
         if self._log_file is not None:
             stamp = time.strftime("%Y-%m-%d %H:%M:%S")
-            self._log_file.write(f"{stamp} supervisor {message}\n".encode())
-            self._log_file.flush()
+            try:
+                self._log_file.write(f"{stamp} supervisor {message}\n".encode())
+            except OSError as exc:  # a full disk must not stop the agent: the store has the runs
+                log.warning("cannot write the agent log: %s", exc)
+
+
+def _open_log(path: Path) -> IO[bytes]:
+    """The agent log, user-only, unbuffered so that every line is written when noted.
+
+    Raises AgentError when the home cannot be written (full disk, read-only file system).
+    """
+    try:
+        private_dir(path.parent)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    except OSError as e:
+        raise AgentError(
+            f"cannot write the agent log {path}: {e.strerror or e}. Free space there or "
+            "choose another home with --home / SWEEPER_HOME."
+        ) from None
+    return os.fdopen(fd, "ab", buffering=0)
 
 
 def run_agent(

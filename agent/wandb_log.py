@@ -41,12 +41,13 @@ def wandb_mode() -> str:
 class WandbLogger:
     """One wandb run per sweep run: `prepare`, `start`, `log` per epoch, `finish`.
 
-    With WANDB_MODE=disabled wandb is never imported.
+    `mode` overrides `wandb_mode()`; with "disabled" (or WANDB_MODE=disabled) wandb is never
+    imported.
     """
 
-    def __init__(self, wandb_dir: Path) -> None:
+    def __init__(self, wandb_dir: Path, mode: str | None = None) -> None:
         self.wandb_dir = wandb_dir
-        self.mode = wandb_mode()
+        self.mode = mode or wandb_mode()
         self._wandb: Any = None
         self._run: Any = None
         self._opening: threading.Thread | None = None

@@ -32,7 +32,7 @@ from typing import IO, Any, NoReturn
 
 from sweeper.backends import open_backend
 from sweeper.backends.base import Backend, Control, RunState
-from sweeper.paths import Home
+from sweeper.paths import Home, private_dir
 
 log = logging.getLogger("agent.worker")
 
@@ -143,7 +143,9 @@ class Worker:
         self.home, self.backend_name = home, backend
         self.trainer_ref, self.name, self.heartbeat_s = trainer, worker, heartbeat_s
         self.stop = StopRequest()
-        self.wandb = WandbLogger(home.wandb_dir)
+        # The wandb backend logs each run to W&B itself (the sweep's run, same id); a
+        # mirror would add a second copy of every run to the project.
+        self.wandb = WandbLogger(home.wandb_dir, mode="disabled" if backend == "wandb" else None)
         self.train: TrainFn | None = None
         self.backend: Backend | None = None
 
@@ -292,7 +294,7 @@ def _redirect_output(path: os.PathLike[str]) -> None:
     """Point fds 1 and 2 (Python's, the trainer's and native libraries') at the run's log."""
     sys.stdout.flush()
     sys.stderr.flush()
-    os.makedirs(os.path.dirname(path), exist_ok=True)
+    private_dir(os.path.dirname(path))
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     os.dup2(fd, 1)
     os.dup2(fd, 2)

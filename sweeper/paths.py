@@ -6,6 +6,7 @@ hostile sweep name can never place a file outside the home.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from pathlib import Path
@@ -20,6 +21,24 @@ def resolve_home(home: str | os.PathLike[str] | None = None) -> Path:
     """The home directory: `home` if given, else `$SWEEPER_HOME`, else `./.sweeper`."""
     chosen = home or os.environ.get(HOME_ENV) or ".sweeper"
     return Path(chosen).expanduser().resolve()
+
+
+def private_dir(path: str | os.PathLike[str]) -> Path:
+    """Create `path` and any missing parents with user-only permissions (0700); return it.
+
+    `Path.mkdir(parents=True, mode=...)` gives the parents the umask's mode instead, and logs
+    and checkpoints can hold configs and error texts that other users should not read.
+
+    >>> import tempfile; folder = private_dir(Path(tempfile.mkdtemp()) / "logs" / "s1")
+    >>> oct(folder.stat().st_mode & 0o777), oct(folder.parent.stat().st_mode & 0o777)
+    ('0o700', '0o700')
+    """
+    folder = Path(path)
+    missing = [p for p in (folder, *folder.parents) if not p.exists()]
+    for parent in reversed(missing):
+        with contextlib.suppress(FileExistsError):  # another process made it first
+            parent.mkdir(mode=0o700)
+    return folder
 
 
 def safe_id(value: str) -> str:

@@ -365,6 +365,13 @@ def _load_yaml(text: str, source: str) -> Any:
         raise SpecError(source, [f"not valid YAML text: {' '.join(str(e).split())}"]) from None
     except RecursionError:
         raise SpecError(source, ["is nested too deeply to be a sweep spec"]) from None
+    except (ValueError, IndexError, KeyError, TypeError, OverflowError) as e:
+        # PyYAML's constructors raise these for an explicit tag whose text does not fit it
+        # (`!!int abc`, `!!float`, `!!timestamp 2020-13-45`).
+        raise SpecError(
+            source,
+            [f"not valid YAML: a value's explicit tag (like !!int) does not fit its text ({e})"],
+        ) from None
 
 
 class _TooLarge(Exception):

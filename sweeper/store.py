@@ -25,6 +25,8 @@ from sweeper.errors import StoreError
 #: an older store gains them (and the new version) the first time it is opened.
 SCHEMA_VERSION = 2
 
+#: Below this much free space a failing write is reported as a full disk.
+_LOW_SPACE_BYTES = 256 * 1024
 #: Per statement, SQLite itself waits this long for a lock before reporting busy.
 _BUSY_TIMEOUT_MS = 5_000
 #: On top of busy_timeout, BEGIN IMMEDIATE is retried with jittered backoff this long.
@@ -172,7 +174,7 @@ class Store:
                 check_same_thread=False,
             )
         except sqlite3.Error as e:
-            raise StoreError(f"cannot open the store {self.path}: {e}") from e
+            raise self._explain(e) from e
         try:
             conn.row_factory = sqlite3.Row
             self._check_version(conn)
@@ -183,7 +185,7 @@ class Store:
             self._create_schema(conn)
         except sqlite3.Error as e:
             conn.close()
-            raise StoreError(f"cannot use the store {self.path}: {e}") from e
+            raise self._explain(e) from e
         except StoreError:
             conn.close()
             raise
@@ -213,6 +215,35 @@ class Store:
                 "Check that the sweeper home is writable or choose another with --home / SWEEPER_HOME."
             ) from e
 
+    def _explain(self, error: sqlite3.Error) -> StoreError:
+        """Say what is wrong in words a user can act on: SQLite reports a full disk or a
+        read-only file system as "disk I/O error", which is no reason to move the store away."""
+        folder = self.path.parent
+        try:
+            stats = os.statvfs(folder)
+            read_only = bool(stats.f_flag & os.ST_RDONLY) or not os.access(folder, os.W_OK)
+            full = stats.f_bavail * stats.f_frsize < _LOW_SPACE_BYTES
+        except OSError:
+            read_only = full = False
+        text = str(error).lower()
+        hint = "or choose another home with --home / SWEEPER_HOME."
+        if read_only or "readonly" in text:
+            return StoreError(
+                f"the sweeper home {folder} is read-only (a read-only file system or no write "
+                f"permission), so the store {self.path.name} cannot be used: make it writable {hint}"
+            )
+        if full or "disk is full" in text:
+            return StoreError(
+                f"the disk holding the sweeper home {folder} is full, so the store "
+                f"{self.path.name} cannot be written: free space there {hint}"
+            )
+        if "not a database" in text or "malformed" in text:
+            return StoreError(
+                f"{self.path} is not a sweeper store, or is damaged ({error}); move it away "
+                "or point --home / SWEEPER_HOME at another folder."
+            )
+        return StoreError(f"cannot use the store {self.path}: {error}")
+
     def _check_version(self, conn: sqlite3.Connection) -> None:
         """Refuse a corrupt file or a newer schema before anything is written."""
         try:
@@ -225,10 +256,7 @@ class Store:
                 else None
             )
         except sqlite3.DatabaseError as e:
-            raise StoreError(
-                f"{self.path} is not a sweeper store, or is damaged ({e}); move it away or "
-                "point --home / SWEEPER_HOME at another folder"
-            ) from e
+            raise self._explain(e) from e
         if row is None:
             return
         try:
@@ -300,13 +328,13 @@ class Store:
             else:
                 conn.execute("BEGIN")
         except sqlite3.Error as e:
-            raise StoreError(f"cannot use the store {self.path}: {e}") from e
+            raise self._explain(e) from e
         try:
             yield conn
             conn.execute("COMMIT")
         except sqlite3.Error as e:
             self._rollback(conn)
-            raise StoreError(f"store {self.path}: {e}") from e
+            raise self._explain(e) from e
         except BaseException:
             self._rollback(conn)
             raise

@@ -87,6 +87,12 @@ def _train(
     started = time.perf_counter()
     torch.manual_seed(config.seed)
     splits = load_splits(config)
+    if splits.skipped_files:
+        log.warning(
+            "skipped %d file(s) that cannot be used:\n  %s",
+            len(splits.skipped_files),
+            "\n  ".join(splits.skipped_files),
+        )
     num_classes = len(splits.class_names)
     model = build_model(config, num_classes).to(device)
     if device.type == "cuda" and config.channels_last:
@@ -125,7 +131,7 @@ def _train(
             best_val, best_epoch, stale_epochs = val.accuracy, epoch, 0
             best_state = snapshot(model, share_frozen=strategy.frozen_set_is_fixed)
             if checkpoint is not None:
-                save_atomic(
+                _save_checkpoint(
                     checkpoint, _checkpoint_payload(config, splits, best_state, epoch, best_val)
                 )
         else:
@@ -625,6 +631,17 @@ def _checkpoint_payload(
         "epoch": epoch,
         "best_val_accuracy": best_val,
     }
+
+
+def _save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
+    """Write the best checkpoint atomically; a full or read-only disk is the user's to fix."""
+    try:
+        save_atomic(path, payload)
+    except OSError as e:
+        raise TrainerError(
+            f"cannot write the checkpoint {path} ({e.strerror or e}): free space there, or "
+            "choose another checkpoint_dir (the agent puts it under --home)"
+        ) from e
 
 
 def _read_best(path: Path) -> dict[str, Tensor]:
