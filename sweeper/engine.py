@@ -17,12 +17,14 @@ import itertools
 import json
 import math
 import random
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import sweeps
 from jsonschema import ValidationError
 from pydantic import BaseModel, Field
+from sklearn.exceptions import ConvergenceWarning
 from threadpoolctl import threadpool_limits
 
 from sweeper.backends.base import RunState
@@ -236,7 +238,10 @@ def propose(spec: SweepSpec, runs: Sequence[EngineRun]) -> Proposal | Exhausted:
         # Bayes fits a GP to a few hundred points: extra BLAS/OpenMP threads only fight the
         # training processes for cores (4x slower measured on a busy host), and the caller
         # holds the store's write lock meanwhile.
-        with threadpool_limits(limits=1):
+        with threadpool_limits(limits=1), warnings.catch_warnings():
+            # The GP's fit warns when a length scale hits its bound: normal on small or
+            # flat histories, and nothing a user can act on.
+            warnings.simplefilter("ignore", ConvergenceWarning)
             suggestion = _call(
                 spec, lambda: sweeps.next_run(sweep_config, engine_runs, validate=False)
             )
