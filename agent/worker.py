@@ -151,8 +151,9 @@ class Worker:
 
     def warm_up(self) -> None:
         """Import what every run needs, so the run itself starts at model construction."""
+        # Resolving the function imports its module: trainer.loop, and torch with it.
         self.train = load_trainer(self.trainer_ref)
-        import trainer.config  # noqa: F401  (TrainConfig, and torch through the trainer package)
+        import trainer.config  # noqa: F401  (a custom --trainer still gets TrainConfig loaded)
 
         self.backend = open_backend(self.backend_name, self.home)
         self.wandb.prepare()
