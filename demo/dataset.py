@@ -8,7 +8,7 @@ where `val/` is the test set):
 
 - *source* (digits 0-4, several distorted copies of each image): what the "pretrained"
   backbone is trained on, the way ImageNet weights are produced;
-- *target* (digits 5-9, 25 labelled images per class, the rest as test): the task
+- *target* (digits 5-9, a few labelled images per class, the rest as test): the task
   both Part A (from scratch) and Part B (fine-tuning the source backbone) are swept on.
 
 Building is seeded and deterministic, atomic (a temp folder renamed into place) and
@@ -65,9 +65,8 @@ class DemoDataSpec(BaseModel):
     source_test_fraction: float = Field(
         0.1, gt=0.0, lt=1.0, description="Share of source digits kept as its test set."
     )
-    # 25 per class leaves the sweeps (val_fraction 0.4) 15 to train on and 10 to select on.
     target_train_per_class: int = Field(
-        25, ge=2, description="Labelled target images per class; the rest are its test set."
+        10, ge=2, description="Labelled target images per class; the rest are its test set."
     )
     max_per_class: int | None = Field(
         None,
@@ -242,18 +241,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--max-per-class", type=int, default=None, help="Original digits per class (default: all)."
     )
-    parser.add_argument(
-        "--train-per-class",
-        type=int,
-        default=defaults.target_train_per_class,
-        help="Labelled target images per class; the rest are the test set.",
-    )
     args = parser.parse_args(argv)
-    spec = DemoDataSpec(
-        source_copies=args.source_copies,
-        max_per_class=args.max_per_class,
-        target_train_per_class=args.train_per_class,
-    )
+    spec = DemoDataSpec(source_copies=args.source_copies, max_per_class=args.max_per_class)
     data = build_demo_data(args.root, spec)
     verb = "built" if data.built else "already built, skipped"
     print(f"demo datasets {verb}: source {data.source}, target {data.target}")
