@@ -180,7 +180,13 @@ def test_random_kill_9_of_workers_and_agents_then_a_restart_finishes_the_sweep(
     for _ in range(3):
         agent = AgentProcess(sweep_id, per_gpu=2, heartbeat_s=0.3, trainer=FAKE)
         try:
-            time.sleep(rng.uniform(1.0, 2.5))
+            # Wait for a training worker first: on a loaded machine the agent may need
+            # longer than the random delay to start one, and then no worker would be killed.
+            wait_for(
+                lambda: [pid for _, pid in started_marks(fake_env) if _alive(pid)],
+                "a worker to start training",
+            )
+            time.sleep(rng.uniform(0.0, 0.8))
             live = [pid for _, pid in started_marks(fake_env) if _alive(pid)]
             if live:
                 os.kill(rng.choice(live), signal.SIGKILL)
