@@ -94,8 +94,8 @@ def _root(
     State.home = Home(home)
 
 
-def _backend(name: str = "local") -> Backend:
-    return open_backend(name, State.home)
+def _wandb() -> Backend:
+    return open_backend("wandb", State.home)
 
 
 def _print_json(data: Any) -> None:
@@ -119,21 +119,21 @@ def _local() -> LocalBackend:
     return LocalBackend(State.home)
 
 
-def _current_id() -> str | None:
+def _current_id(local: LocalBackend) -> str | None:
     """The id of the last created sweep, kept in the local store whatever its backend."""
-    return _local().store.get_current()
+    return local.store.get_current()
 
 
-def _current(backend: Backend, ref: str | None) -> Sweep:
-    """The sweep named by `ref`, or the current one (the last created)."""
+def _current(local: LocalBackend, ref: str | None) -> Sweep:
+    """The local sweep named by `ref`, or the current one (the last created)."""
     if ref:
-        return backend.get_sweep(ref)
-    current = _current_id()
+        return local.get_sweep(ref)
+    current = _current_id(local)
     if current is None:
         raise SweeperError(
             "No sweep given and none created yet: run `sweeper create sweeps/head_bayes.yaml` first."
         )
-    return backend.get_sweep(current)
+    return local.get_sweep(current)
 
 
 def _locate(ref: str | None) -> tuple[Backend, Sweep]:
@@ -142,15 +142,15 @@ def _locate(ref: str | None) -> tuple[Backend, Sweep]:
     from sweeper.backends.wandb import recorded
 
     local = _local()
-    target = ref or _current_id()
+    target = ref or _current_id(local)
     if target is not None and recorded(local.store, target):
-        wandb_backend = _backend("wandb")
+        wandb_backend = _wandb()
         return wandb_backend, wandb_backend.get_sweep(target)
     try:
         return local, _current(local, ref)
     except NotFoundError:
         if target is not None and "/" in target:
-            wandb_backend = _backend("wandb")
+            wandb_backend = _wandb()
             return wandb_backend, wandb_backend.get_sweep(target)
         raise
 
@@ -278,10 +278,8 @@ def list_sweeps(
     backend = _local()
     sweeps = backend.list_sweeps()
     if recorded(backend.store):
-        sweeps = sorted(
-            sweeps + _backend("wandb").list_sweeps(), key=lambda s: s.created_at, reverse=True
-        )
-    current = _current_id()
+        sweeps = sorted(sweeps + _wandb().list_sweeps(), key=lambda s: s.created_at, reverse=True)
+    current = _current_id(backend)
     if as_json:
         _print_json([{**_sweep_json(s), "runs": s.run_counts} for s in sweeps])
         return

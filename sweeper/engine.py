@@ -236,8 +236,7 @@ def propose(spec: SweepSpec, runs: Sequence[EngineRun]) -> Proposal | Exhausted:
     skipped = 0
     for _ in range(ENGINE_TRIES):
         # Bayes fits a GP to a few hundred points: extra BLAS/OpenMP threads only fight the
-        # training processes for cores (4x slower measured on a busy host), and the caller
-        # holds the store's write lock meanwhile.
+        # training processes for cores (4x slower measured on a busy host).
         with threadpool_limits(limits=1), warnings.catch_warnings():
             # The GP's fit warns when a length scale hits its bound: normal on small or
             # flat histories, and nothing a user can act on.

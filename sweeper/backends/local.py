@@ -1,9 +1,14 @@
 """The embedded default backend: sweeps and runs in the local SQLite store.
 
 Every state change is one `BEGIN IMMEDIATE` transaction, so any number of agent
-processes can share one store: a claim (reap stale runs, pick a pending run or ask the
-engine for a new config, mark it running) is atomic, and ending a run is
+processes can share one store: handing out a run (reap stale runs, pick a pending run or
+insert the engine's new config, mark it running) is atomic, and ending a run is
 compare-and-set on (state = running, worker = caller).
+
+Bayes and random search propose outside the write lock (bayes takes 0.1-0.3 s, and
+claimers would queue behind each other's proposals), so inserting the config is
+compare-and-set too: the sweep must still be running, uncapped and without pending runs,
+and on a discrete space the config still unused; otherwise the claim proposes again.
 """
 
 from __future__ import annotations
@@ -19,7 +24,6 @@ from typing import Any
 
 from sweeper import engine
 from sweeper.backends.base import (
-    MAX_CRASH_RETRIES,
     Backend,
     Claim,
     Control,
@@ -28,6 +32,7 @@ from sweeper.backends.base import (
     Sweep,
     SweepState,
 )
+from sweeper.backends.ledger import FINAL_SWEEP_STATES, RunLedger
 from sweeper.errors import NotFoundError, SweeperError, did_you_mean
 from sweeper.paths import Home
 from sweeper.spec import SweepSpec
@@ -36,12 +41,14 @@ from sweeper.store import Store
 _ID_ALPHABET = string.ascii_lowercase + string.digits
 #: A sweep reference shorter than this is never matched as an id prefix.
 _MIN_PREFIX = 3
-_FINAL_SWEEP_STATES = (SweepState.canceled, SweepState.finished)
 _ALLOWED = {
     SweepState.running: {SweepState.paused, SweepState.canceled, SweepState.finished},
     SweepState.paused: {SweepState.running, SweepState.canceled, SweepState.finished},
 }
 _SWEEP_CONTROL = {SweepState.paused: Control.pause, SweepState.canceled: Control.cancel}
+#: Proposals made outside the write lock that a claim lets lose the race to insert; then
+#: it proposes inside the lock, where it cannot lose, so a contended grid never livelocks.
+PROPOSE_TRIES = 5
 
 
 def new_id() -> str:
@@ -51,6 +58,12 @@ def new_id() -> str:
     (8, True)
     """
     return "".join(secrets.choice(_ID_ALPHABET) for _ in range(8))
+
+
+#: The bookkeeping of the `runs` table; a crash retry keeps the engine's view of its config.
+_RUNS = RunLedger(
+    "runs", "in the local store", new_id, carried=("engine_config", "config_key", "search_info")
+)
 
 
 def _dt(ts: float) -> datetime:
@@ -82,7 +95,7 @@ class LocalBackend(Backend):
         """Store `spec` as a new running sweep and make it the current one."""
         now = time.time()
         with self.store.transaction(immediate=True) as conn:
-            sweep_id = self._unused_id(conn, "sweeps")
+            sweep_id = self._unused_sweep_id(conn)
             conn.execute(
                 "INSERT INTO sweeps (id, name, state, method, metric_name, metric_goal, run_cap,"
                 " spec, spec_path, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -133,7 +146,7 @@ class LocalBackend(Backend):
                         f"sweep {sweep_id} is {current.value}, so it cannot become {state.value}"
                         + (
                             ": canceled and finished sweeps are final."
-                            if current in _FINAL_SWEEP_STATES
+                            if current in FINAL_SWEEP_STATES
                             else "."
                         )
                     )
@@ -141,83 +154,148 @@ class LocalBackend(Backend):
                     "UPDATE sweeps SET state = ?, updated_at = ? WHERE id = ?",
                     (state.value, now, sweep_id),
                 )
-                if state in _FINAL_SWEEP_STATES:
-                    # Nothing may wait in the queue of a sweep that will never hand it out.
-                    conn.execute(
-                        "UPDATE runs SET state = ?, reason = ?, ended_at = ? WHERE sweep_id = ? AND state = ?",
-                        (
-                            RunState.stopped.value,
-                            f"sweep {state.value}",
-                            now,
-                            sweep_id,
-                            RunState.pending.value,
-                        ),
-                    )
+                if state in FINAL_SWEEP_STATES:
+                    _RUNS.stop_pending(conn, sweep_id, state, now)
             return self._sweep(conn, self._sweep_row(conn, sweep_id))
 
     # -- claiming ------------------------------------------------------------------
 
     def claim_run(self, sweep_id: str, worker: str, lease_s: float = 60.0) -> Claim:
-        """Reap stale runs, then hand out the oldest pending run or a new engine config."""
-        now = time.time()
+        """Reap stale runs, then hand out the oldest pending run or a new engine config.
+
+        Bayes and random search propose between two write transactions, on runs read in
+        a read one; the second hands the proposal out only if nothing made it wrong
+        meanwhile (see the module docstring), else the claim proposes again, at most
+        `PROPOSE_TRIES` times before it proposes inside the lock.
+        """
         with self.store.transaction(immediate=True) as conn:
-            self._reap(conn, now)
-            sweep = self._sweep_row(conn, sweep_id)
-            if sweep["state"] != SweepState.running.value:
-                return Claim(run=None, done=True, reason=f"sweep {sweep['state']}")
-            pending = conn.execute(
-                "SELECT id FROM runs WHERE sweep_id = ? AND state = ? ORDER BY rowid LIMIT 1",
-                (sweep_id, RunState.pending.value),
-            ).fetchone()
-            if pending is not None:
-                run_id = pending["id"]
-                conn.execute(
-                    "UPDATE runs SET state = ?, worker = ?, lease_s = ?, started_at = ?, heartbeat_at = ?,"
-                    " reason = NULL WHERE id = ?",
-                    (RunState.running.value, worker, lease_s, now, now, run_id),
-                )
-                return Claim(run=self._run(conn, run_id))
-            done_reason = sweep["done_reason"] or self._cap_reason(conn, sweep)
-            proposal: engine.Proposal | None = None
-            if done_reason is None:
-                spec = self._spec(sweep)
-                runs = (
-                    self._engine_runs(conn, sweep_id, history=False)
-                    if engine.needs_runs(spec)
-                    else []
-                )
-                outcome = engine.propose(spec, runs)
-                if isinstance(outcome, engine.Exhausted):
-                    done_reason = outcome.reason
-                else:
-                    proposal = outcome
-            if proposal is None:
-                conn.execute(
-                    "UPDATE sweeps SET done_reason = ? WHERE id = ?", (done_reason, sweep_id)
-                )
-                self._finish_if_drained(conn, sweep_id, now)
-                return Claim(run=None, done=True, reason=done_reason)
-            run_id = self._unused_id(conn, "runs")
+            now = time.time()
+            queued = self._claim_without_engine(conn, sweep_id, worker, lease_s, now)
+            if isinstance(queued, Claim):
+                return queued
+            if queued.method == "grid":
+                # Grid search proposes the first unused config in a fixed order: concurrent
+                # claimers would all propose the same one and all but one lose. It is cheap.
+                return self._propose_locked(conn, sweep_id, worker, lease_s, queued, now)
+        spec = queued
+        discrete = engine.discrete_space(spec.raw.get("parameters") or {}) is not None
+        for _ in range(PROPOSE_TRIES):
+            with self.store.transaction() as conn:
+                runs = self._proposal_runs(conn, sweep_id, spec)
+            outcome = engine.propose(spec, runs)
+            with self.store.transaction(immediate=True) as conn:
+                now = time.time()
+                queued = self._claim_without_engine(conn, sweep_id, worker, lease_s, now)
+                if isinstance(queued, Claim):
+                    return queued
+                if not (discrete and self._used(conn, sweep_id, outcome)):
+                    return self._hand_out(conn, sweep_id, worker, lease_s, outcome, now)
+        with self.store.transaction(immediate=True) as conn:
+            now = time.time()
+            queued = self._claim_without_engine(conn, sweep_id, worker, lease_s, now)
+            if isinstance(queued, Claim):
+                return queued
+            return self._propose_locked(conn, sweep_id, worker, lease_s, spec, now)
+
+    def _claim_without_engine(
+        self, conn: sqlite3.Connection, sweep_id: str, worker: str, lease_s: float, now: float
+    ) -> Claim | SweepSpec:
+        """Reap stale runs and answer a claim without the engine, where that is possible:
+        the sweep is not running, a pending run is there to hand out, or the sweep is done.
+
+        Returns:
+            The Claim, or the sweep's spec when the engine must propose a new config.
+        """
+        _RUNS.reap(conn, now)
+        sweep = self._sweep_row(conn, sweep_id)
+        if sweep["state"] != SweepState.running.value:
+            return Claim(run=None, done=True, reason=f"sweep {sweep['state']}")
+        pending = _RUNS.claim_pending(conn, sweep_id, worker, lease_s, now)
+        if pending is not None:
+            return Claim(run=self._run(conn, pending))
+        done_reason = sweep["done_reason"] or self._cap_reason(conn, sweep)
+        if done_reason is not None:
+            return self._done(conn, sweep_id, done_reason, now)
+        return self._spec(sweep)
+
+    def _propose_locked(
+        self,
+        conn: sqlite3.Connection,
+        sweep_id: str,
+        worker: str,
+        lease_s: float,
+        spec: SweepSpec,
+        now: float,
+    ) -> Claim:
+        """Propose and hand the proposal out in the caller's write transaction, where no
+        other claim can take its config first."""
+        outcome = engine.propose(spec, self._proposal_runs(conn, sweep_id, spec))
+        return self._hand_out(conn, sweep_id, worker, lease_s, outcome, now)
+
+    def _proposal_runs(
+        self, conn: sqlite3.Connection, sweep_id: str, spec: SweepSpec
+    ) -> list[engine.EngineRun]:
+        """The runs `engine.propose` reads for this spec (none for random search on a
+        continuous space)."""
+        return self._engine_runs(conn, sweep_id, history=False) if engine.needs_runs(spec) else []
+
+    @staticmethod
+    def _used(
+        conn: sqlite3.Connection, sweep_id: str, outcome: engine.Proposal | engine.Exhausted
+    ) -> bool:
+        """Whether the proposed config is used now, as `engine.propose` counts it (a run of
+        it in any state but crashed, whose retry is a run itself). An exhausted space is
+        never undone (runs are only ever added), so that outcome always stands."""
+        if isinstance(outcome, engine.Exhausted):
+            return False
+        return (
             conn.execute(
-                "INSERT INTO runs (id, sweep_id, state, config, engine_config, config_key, worker,"
-                " search_info, lease_s, created_at, started_at, heartbeat_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    run_id,
-                    sweep_id,
-                    RunState.running.value,
-                    _dumps(proposal.config),
-                    _dumps(proposal.engine_config),
-                    proposal.config_key,
-                    worker,
-                    None if proposal.search_info is None else _dumps(proposal.search_info),
-                    lease_s,
-                    now,
-                    now,
-                    now,
-                ),
-            )
-            return Claim(run=self._run(conn, run_id))
+                "SELECT 1 FROM runs WHERE sweep_id = ? AND config_key = ? AND state != ? LIMIT 1",
+                (sweep_id, outcome.config_key, RunState.crashed.value),
+            ).fetchone()
+            is not None
+        )
+
+    def _hand_out(
+        self,
+        conn: sqlite3.Connection,
+        sweep_id: str,
+        worker: str,
+        lease_s: float,
+        outcome: engine.Proposal | engine.Exhausted,
+        now: float,
+    ) -> Claim:
+        """Insert the proposed config as a run running for `worker`, or end the sweep's
+        claims when the engine has nothing more to propose."""
+        if isinstance(outcome, engine.Exhausted):
+            return self._done(conn, sweep_id, outcome.reason, now)
+        run_id = _RUNS.unused_id(conn)
+        conn.execute(
+            "INSERT INTO runs (id, sweep_id, state, config, engine_config, config_key, worker,"
+            " search_info, lease_s, created_at, started_at, heartbeat_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                run_id,
+                sweep_id,
+                RunState.running.value,
+                _dumps(outcome.config),
+                _dumps(outcome.engine_config),
+                outcome.config_key,
+                worker,
+                None if outcome.search_info is None else _dumps(outcome.search_info),
+                lease_s,
+                now,
+                now,
+                now,
+            ),
+        )
+        return Claim(run=self._run(conn, run_id))
+
+    def _done(self, conn: sqlite3.Connection, sweep_id: str, reason: str, now: float) -> Claim:
+        """Record why the sweep hands out no more runs, and finish it if none is left to end."""
+        conn.execute("UPDATE sweeps SET done_reason = ? WHERE id = ?", (reason, sweep_id))
+        self._finish_if_drained(conn, sweep_id, now)
+        return Claim(run=None, done=True, reason=reason)
 
     @staticmethod
     def _cap_reason(conn: sqlite3.Connection, sweep: sqlite3.Row) -> str | None:
@@ -236,8 +314,8 @@ class LocalBackend(Backend):
         """Append an epoch, update the best metric and heartbeat, and say whether to go on."""
         now = time.time()
         with self.store.transaction(immediate=True) as conn:
-            row = self._run_row(conn, run_id)
-            if row["state"] != RunState.running.value or row["worker"] != worker:
+            row = _RUNS.owned(conn, run_id, worker)
+            if row is None:
                 return Control.lost
             sweep = self._sweep_row(conn, row["sweep_id"])
             epoch = int(metrics.get("epoch", row["epochs"] + 1))
@@ -265,20 +343,15 @@ class LocalBackend(Backend):
         if reason is None:
             return Control.proceed
         with self.store.transaction(immediate=True) as conn:
-            kept = conn.execute(
-                "UPDATE runs SET reason = ? WHERE id = ? AND state = ? AND worker = ?",
-                (reason, run_id, RunState.running.value, worker),
-            ).rowcount
+            kept = _RUNS.mark_stopping(conn, run_id, worker, reason)
         return Control.stop if kept else Control.lost
 
     def heartbeat(self, run_id: str, worker: str) -> Control:
         """Refresh the run's heartbeat; `lost` if it is no longer this worker's."""
-        now = time.time()
         with self.store.transaction(immediate=True) as conn:
-            row = self._run_row(conn, run_id)
-            if row["state"] != RunState.running.value or row["worker"] != worker:
+            row = _RUNS.beat(conn, run_id, worker, time.time())
+            if row is None:
                 return Control.lost
-            conn.execute("UPDATE runs SET heartbeat_at = ? WHERE id = ?", (now, run_id))
             sweep = self._sweep_row(conn, row["sweep_id"])
             return _SWEEP_CONTROL.get(SweepState(sweep["state"]), Control.proceed)
 
@@ -291,26 +364,15 @@ class LocalBackend(Backend):
         reason: str | None = None,
     ) -> bool:
         """End a running run as finished or stopped; a stopped run keeps its stored stop reason."""
-        state = RunState(state)
-        if state not in (RunState.finished, RunState.stopped):
-            raise ValueError(f"finish_run ends runs as finished or stopped, not {state.value}")
+        state = RunLedger.finish_state(state)
         now = time.time()
         with self.store.transaction(immediate=True) as conn:
-            row = self._owned(conn, run_id, worker)
+            row = _RUNS.owned(conn, run_id, worker)
             if row is None:
                 return False
             sweep = self._sweep_row(conn, row["sweep_id"])
-            metric = row["metric"]
-            if metric is None:
-                metric = engine.better(
-                    None, summary.get(sweep["metric_name"]), sweep["metric_goal"]
-                )
-            kept_reason = (reason or row["reason"]) if state == RunState.stopped else reason
-            conn.execute(
-                "UPDATE runs SET state = ?, summary = ?, reason = ?, metric = ?, ended_at = ?, heartbeat_at = ?"
-                " WHERE id = ?",
-                (state.value, _dumps(summary), kept_reason, metric, now, now, run_id),
-            )
+            metric = (sweep["metric_name"], sweep["metric_goal"])
+            _RUNS.finish(conn, row, summary, state, reason, metric, now)
             self._finish_if_drained(conn, row["sweep_id"], now)
             return True
 
@@ -318,16 +380,10 @@ class LocalBackend(Backend):
         """End a running run as failed, or as crashed with its config queued again."""
         now = time.time()
         with self.store.transaction(immediate=True) as conn:
-            row = self._owned(conn, run_id, worker)
+            row = _RUNS.owned(conn, run_id, worker)
             if row is None:
                 return False
-            if crashed:
-                self._crash(conn, row, error, now)
-            else:
-                conn.execute(
-                    "UPDATE runs SET state = ?, reason = ?, ended_at = ? WHERE id = ?",
-                    (RunState.failed.value, error, now, run_id),
-                )
+            _RUNS.fail(conn, row, error, now, crashed)
             self._finish_if_drained(conn, row["sweep_id"], now)
             return True
 
@@ -335,29 +391,18 @@ class LocalBackend(Backend):
         """Put a running run back to pending with its epochs and metrics cleared."""
         now = time.time()
         with self.store.transaction(immediate=True) as conn:
-            row = self._owned(conn, run_id, worker)
+            row = _RUNS.owned(conn, run_id, worker)
             if row is None:
                 return False
-            sweep = self._sweep_row(conn, row["sweep_id"])
-            if SweepState(sweep["state"]) in _FINAL_SWEEP_STATES:
-                # A final sweep never hands the run out again: end it instead of queueing it.
-                conn.execute(
-                    "UPDATE runs SET state = ?, reason = ?, ended_at = ? WHERE id = ?",
-                    (RunState.stopped.value, f"{reason} (sweep {sweep['state']})", now, run_id),
-                )
-                return True
-            conn.execute("DELETE FROM epochs WHERE run_id = ?", (run_id,))
-            conn.execute(
-                "UPDATE runs SET state = ?, reason = ?, worker = NULL, metric = NULL, epochs = 0, summary = '{}',"
-                " started_at = NULL, heartbeat_at = NULL WHERE id = ?",
-                (RunState.pending.value, reason, run_id),
-            )
+            sweep_state = SweepState(self._sweep_row(conn, row["sweep_id"])["state"])
+            if _RUNS.requeue(conn, row, reason, sweep_state, now).state == RunState.pending:
+                conn.execute("DELETE FROM epochs WHERE run_id = ?", (run_id,))
             return True
 
     def reap_stale(self) -> list[Run]:
         """Crash (and re-queue) every running run whose heartbeat is older than its lease."""
         with self.store.transaction(immediate=True) as conn:
-            return [self._run(conn, run_id) for run_id in self._reap(conn, time.time())]
+            return [self._run(conn, ended.row["id"]) for ended in _RUNS.reap(conn, time.time())]
 
     # -- reading runs --------------------------------------------------------------
 
@@ -382,55 +427,6 @@ class LocalBackend(Backend):
 
     # -- helpers -------------------------------------------------------------------
 
-    def _reap(self, conn: sqlite3.Connection, now: float) -> list[str]:
-        stale = conn.execute(
-            "SELECT * FROM runs WHERE state = ? AND heartbeat_at + lease_s < ? ORDER BY rowid",
-            (RunState.running.value, now),
-        ).fetchall()
-        for row in stale:
-            silent = now - row["heartbeat_at"]
-            self._crash(
-                conn,
-                row,
-                f"no heartbeat from worker {row['worker']} for {silent:.1f} s (lease {row['lease_s']:g} s)",
-                now,
-            )
-        return [row["id"] for row in stale]
-
-    def _crash(self, conn: sqlite3.Connection, row: sqlite3.Row, error: str, now: float) -> None:
-        """Mark a run crashed and queue its config again, or fail it after the last retry."""
-        if row["attempt"] >= MAX_CRASH_RETRIES:
-            conn.execute(
-                "UPDATE runs SET state = ?, reason = ?, ended_at = ? WHERE id = ?",
-                (
-                    RunState.failed.value,
-                    f"crashed {row['attempt'] + 1} times, not retried again; last: {error}",
-                    now,
-                    row["id"],
-                ),
-            )
-            return
-        conn.execute(
-            "UPDATE runs SET state = ?, reason = ?, ended_at = ? WHERE id = ?",
-            (RunState.crashed.value, error, now, row["id"]),
-        )
-        conn.execute(
-            "INSERT INTO runs (id, sweep_id, state, config, engine_config, config_key, attempt, retry_of,"
-            " search_info, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                self._unused_id(conn, "runs"),
-                row["sweep_id"],
-                RunState.pending.value,
-                row["config"],
-                row["engine_config"],
-                row["config_key"],
-                row["attempt"] + 1,
-                row["id"],
-                row["search_info"],
-                now,
-            ),
-        )
-
     @staticmethod
     def _finish_if_drained(conn: sqlite3.Connection, sweep_id: str, now: float) -> None:
         """A sweep with nothing more to hand out is finished once its last run has ended."""
@@ -449,10 +445,10 @@ class LocalBackend(Backend):
         )
 
     @staticmethod
-    def _unused_id(conn: sqlite3.Connection, table: str) -> str:
+    def _unused_sweep_id(conn: sqlite3.Connection) -> str:
         while True:
             candidate = new_id()
-            if conn.execute(f"SELECT 1 FROM {table} WHERE id = ?", (candidate,)).fetchone() is None:
+            if conn.execute("SELECT 1 FROM sweeps WHERE id = ?", (candidate,)).fetchone() is None:
                 return candidate
 
     @staticmethod
@@ -512,23 +508,8 @@ class LocalBackend(Backend):
     def _spec(row: sqlite3.Row) -> SweepSpec:
         return SweepSpec.model_validate_json(row["spec"])
 
-    @staticmethod
-    def _run_row(conn: sqlite3.Connection, run_id: str) -> sqlite3.Row:
-        row = conn.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
-        if row is None:
-            raise NotFoundError(f"no run with id {run_id!r} in the local store")
-        return row
-
-    @classmethod
-    def _owned(cls, conn: sqlite3.Connection, run_id: str, worker: str) -> sqlite3.Row | None:
-        """The run's row if it is running for `worker`, else None (it was reaped or re-queued)."""
-        row = cls._run_row(conn, run_id)
-        if row["state"] != RunState.running.value or row["worker"] != worker:
-            return None
-        return row
-
     def _run(self, conn: sqlite3.Connection, run_id: str) -> Run:
-        row = self._run_row(conn, run_id)
+        row = _RUNS.row(conn, run_id)
         history = [
             json.loads(r["metrics"])
             for r in conn.execute(
@@ -570,22 +551,5 @@ class LocalBackend(Backend):
 
 
 def _to_run(row: sqlite3.Row, history: list[dict[str, Any]]) -> Run:
-    return Run(
-        id=row["id"],
-        sweep_id=row["sweep_id"],
-        state=RunState(row["state"]),
-        config=json.loads(row["config"]),
-        metric=row["metric"],
-        epochs=row["epochs"],
-        history=history,
-        summary=json.loads(row["summary"]),
-        reason=row["reason"],
-        worker=row["worker"],
-        attempt=row["attempt"],
-        retry_of=row["retry_of"],
-        search_info=None if row["search_info"] is None else json.loads(row["search_info"]),
-        created_at=_dt(row["created_at"]),
-        started_at=None if row["started_at"] is None else _dt(row["started_at"]),
-        ended_at=None if row["ended_at"] is None else _dt(row["ended_at"]),
-        heartbeat_at=None if row["heartbeat_at"] is None else _dt(row["heartbeat_at"]),
-    )
+    search_info = None if row["search_info"] is None else json.loads(row["search_info"])
+    return _RUNS.to_run(row, history, search_info)

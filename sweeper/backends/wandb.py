@@ -48,7 +48,6 @@ from pydantic import BaseModel, Field
 
 from sweeper import engine
 from sweeper.backends.base import (
-    MAX_CRASH_RETRIES,
     Backend,
     Claim,
     Control,
@@ -57,6 +56,7 @@ from sweeper.backends.base import (
     Sweep,
     SweepState,
 )
+from sweeper.backends.ledger import FINAL_SWEEP_STATES, Ended, RunLedger
 from sweeper.errors import BackendError, NotFoundError, SweeperError, did_you_mean
 from sweeper.paths import Home
 from sweeper.spec import SweepSpec, flatten_config, parse_spec
@@ -85,7 +85,6 @@ LOGIN_HELP = (
 
 _ID_ALPHABET = string.ascii_lowercase + string.digits
 _TRANSIENT_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
-_FINAL_SWEEP_STATES = (SweepState.canceled, SweepState.finished)
 _ALLOWED = {
     SweepState.running: {SweepState.paused, SweepState.canceled, SweepState.finished},
     SweepState.paused: {SweepState.running, SweepState.canceled, SweepState.finished},
@@ -506,6 +505,10 @@ def new_run_id() -> str:
     return "".join(random.SystemRandom().choice(_ID_ALPHABET) for _ in range(8))
 
 
+#: The bookkeeping of this host's claims in `wandb_runs`.
+_RUNS = RunLedger("wandb_runs", "claimed on this host", new_run_id)
+
+
 def _dt(ts: float | None) -> datetime | None:
     return None if ts is None else datetime.fromtimestamp(ts, tz=timezone.utc)
 
@@ -609,7 +612,7 @@ class WandbBackend(Backend):
                     f"sweep {sweep_id} is {current.state.value}, so it cannot become {state.value}"
                     + (
                         ": canceled and finished sweeps are final."
-                        if current.state in _FINAL_SWEEP_STATES
+                        if current.state in FINAL_SWEEP_STATES
                         else "."
                     )
                 )
@@ -620,18 +623,9 @@ class WandbBackend(Backend):
                 _TO_WANDB_STATE[state],
             )
             self._records.pop(sweep_id, None)
-            if state in _FINAL_SWEEP_STATES:
+            if state in FINAL_SWEEP_STATES:
                 with self.store.transaction(immediate=True) as conn:
-                    conn.execute(
-                        "UPDATE wandb_runs SET state = ?, reason = ?, ended_at = ? WHERE sweep_id = ? AND state = ?",
-                        (
-                            RunState.stopped.value,
-                            f"sweep {state.value}",
-                            time.time(),
-                            sweep_id,
-                            RunState.pending.value,
-                        ),
-                    )
+                    _RUNS.stop_pending(conn, sweep_id, state, time.time())
         self._cache.clear()
         return self._sweep(row, fresh=True)
 
@@ -708,23 +702,15 @@ class WandbBackend(Backend):
         self, sweep_id: str, worker: str, lease_s: float, agent_id: str | None = None
     ) -> Run | None:
         """Claim the oldest pending run (this agent's own first) in one transaction."""
-        now = time.time()
         with self.store.transaction(immediate=True) as conn:
-            pending = conn.execute(
-                "SELECT id FROM wandb_runs WHERE sweep_id = ? AND state = ?"
-                " ORDER BY (agent_id IS ?) DESC, rowid LIMIT 1",
-                (sweep_id, RunState.pending.value, agent_id),
-            ).fetchone()
-            if pending is None:
-                return None
-            conn.execute(
-                "UPDATE wandb_runs SET state = ?, worker = ?, lease_s = ?, started_at = ?, heartbeat_at = ?,"
-                " reason = NULL WHERE id = ?",
-                (RunState.running.value, worker, lease_s, now, now, pending["id"]),
+            run_id = _RUNS.claim_pending(
+                conn, sweep_id, worker, lease_s, time.time(), prefer=("agent_id", agent_id)
             )
-            row = self._run_row(conn, pending["id"])
+            if run_id is None:
+                return None
+            row = _RUNS.row(conn, run_id)
         self._cache.clear()
-        return _local_run(row, [])
+        return _RUNS.to_run(row, [])
 
     # -- reporting -----------------------------------------------------------------
 
@@ -732,7 +718,7 @@ class WandbBackend(Backend):
         """Log the epoch to the W&B run, heartbeat the agent, relay W&B's stop command."""
         now = time.time()
         with self.store.transaction(immediate=True) as conn:
-            row = self._owned(conn, run_id, worker)
+            row = _RUNS.owned(conn, run_id, worker)
             if row is None:
                 return Control.lost
             ref_row = self._ref_row(row["sweep_id"])
@@ -758,12 +744,9 @@ class WandbBackend(Backend):
     def heartbeat(self, run_id: str, worker: str) -> Control:
         """Refresh the lease and heartbeat W&B's agent; relay stop, pause and cancel."""
         with self.store.transaction(immediate=True) as conn:
-            row = self._owned(conn, run_id, worker)
+            row = _RUNS.beat(conn, run_id, worker, time.time())
             if row is None:
                 return Control.lost
-            conn.execute(
-                "UPDATE wandb_runs SET heartbeat_at = ? WHERE id = ?", (time.time(), run_id)
-            )
             ref_row = self._ref_row(row["sweep_id"])
         return self._control(row, ref_row, worker)
 
@@ -781,10 +764,7 @@ class WandbBackend(Backend):
         if any(c.get("type") == "stop" and c.get("run_id") == run_id for c in commands):
             rule = (self._spec(ref_row).early_terminate or {}).get("type", "early_terminate")
             with self.store.transaction(immediate=True) as conn:
-                kept = conn.execute(
-                    "UPDATE wandb_runs SET reason = ? WHERE id = ? AND state = ? AND worker = ?",
-                    (f"stopped by W&B's {rule}", run_id, RunState.running.value, worker),
-                ).rowcount
+                kept = _RUNS.mark_stopping(conn, run_id, worker, f"stopped by W&B's {rule}")
             return Control.stop if kept else Control.lost
         return Control.proceed
 
@@ -797,132 +777,60 @@ class WandbBackend(Backend):
         reason: str | None = None,
     ) -> bool:
         """End the run as finished or stopped, here and on W&B (exit code 0)."""
-        state = RunState(state)
-        if state not in (RunState.finished, RunState.stopped):
-            raise ValueError(f"finish_run ends runs as finished or stopped, not {state.value}")
-        now = time.time()
+        state = RunLedger.finish_state(state)
         with self.store.transaction(immediate=True) as conn:
-            row = self._owned(conn, run_id, worker)
+            row = _RUNS.owned(conn, run_id, worker)
             if row is None:
                 return False
             ref_row = self._ref_row(row["sweep_id"])
-            name, goal = self._metric(ref_row)
-            metric = (
-                row["metric"]
-                if row["metric"] is not None
-                else engine.better(None, summary.get(name), goal)
-            )
-            kept_reason = (reason or row["reason"]) if state == RunState.stopped else reason
-            conn.execute(
-                "UPDATE wandb_runs SET state = ?, summary = ?, reason = ?, metric = ?, ended_at = ?, heartbeat_at = ?"
-                " WHERE id = ?",
-                (state.value, _dumps(summary), kept_reason, metric, now, now, run_id),
-            )
+            metric = self._metric(ref_row)
+            ended = _RUNS.finish(conn, row, summary, state, reason, metric, time.time())
         self._log_checkpoint(row, ref_row, summary.get("checkpoint_path"))
-        self._end_on_server(
-            row, ref_row, {**summary, STATE_KEY: state.value, REASON_KEY: kept_reason}, 0
-        )
+        self._end_on_server(ended, ref_row, 0, summary)
         return True
 
     def fail_run(self, run_id: str, worker: str, error: str, crashed: bool = False) -> bool:
         """End the run as failed, or crashed with its config queued again (as a new W&B run);
         on W&B it is finished with exit code 1."""
-        now = time.time()
         with self.store.transaction(immediate=True) as conn:
-            row = self._owned(conn, run_id, worker)
+            row = _RUNS.owned(conn, run_id, worker)
             if row is None:
                 return False
             ref_row = self._ref_row(row["sweep_id"])
-            state, reason = (
-                self._crash(conn, row, error, now) if crashed else (RunState.failed, error)
-            )
-            if not crashed:
-                conn.execute(
-                    "UPDATE wandb_runs SET state = ?, reason = ?, ended_at = ? WHERE id = ?",
-                    (state.value, reason, now, run_id),
-                )
-        self._end_on_server(row, ref_row, {STATE_KEY: state.value, REASON_KEY: reason}, 1)
+            ended = _RUNS.fail(conn, row, error, time.time(), crashed)
+        self._end_on_server(ended, ref_row, 1)
         return True
 
     def requeue_run(self, run_id: str, worker: str, reason: str) -> bool:
         """Put the run back to pending here; on W&B it is marked preempted (exit code 1),
         and the next claim on this host resumes the same W&B run."""
-        now = time.time()
         with self.store.transaction() as conn:
-            sweep_id = self._run_row(conn, run_id)["sweep_id"]
+            sweep_id = _RUNS.row(conn, run_id)["sweep_id"]
+        # Read before the write transaction: the server call must not hold the store's lock.
         sweep_state = self._record_state(self._ref_row(sweep_id))
-        final = sweep_state in _FINAL_SWEEP_STATES
         with self.store.transaction(immediate=True) as conn:
-            row = self._owned(conn, run_id, worker)
+            row = _RUNS.owned(conn, run_id, worker)
             if row is None:
                 return False
             ref_row = self._ref_row(row["sweep_id"])
-            if final:
-                # A final sweep never hands the run out again: end it instead of queueing it.
-                state, reason = RunState.stopped, f"{reason} (sweep {sweep_state.value})"
-                conn.execute(
-                    "UPDATE wandb_runs SET state = ?, reason = ?, ended_at = ? WHERE id = ?",
-                    (state.value, reason, now, run_id),
-                )
-            else:
-                state = RunState.pending
-                conn.execute(
-                    "UPDATE wandb_runs SET state = ?, reason = ?, worker = NULL, metric = NULL, epochs = 0,"
-                    " summary = '{}', started_at = NULL, heartbeat_at = NULL WHERE id = ?",
-                    (state.value, reason, run_id),
-                )
-        self._end_on_server(
-            row,
-            ref_row,
-            {STATE_KEY: state.value, REASON_KEY: reason},
-            0 if final else 1,
-            preempted=not final,
-        )
+            ended = _RUNS.requeue(conn, row, reason, sweep_state, time.time())
+        queued = ended.state == RunState.pending
+        self._end_on_server(ended, ref_row, 1 if queued else 0, preempted=queued)
         return True
 
     def reap_stale(self) -> list[Run]:
         """Crash (and re-queue) this host's running runs whose heartbeat is older than their lease."""
-        now = time.time()
-        reaped: list[tuple[sqlite3.Row, sqlite3.Row, RunState, str]] = []
         with self.store.transaction(immediate=True) as conn:
-            stale = conn.execute(
-                "SELECT * FROM wandb_runs WHERE state = ? AND heartbeat_at + lease_s < ? ORDER BY rowid",
-                (RunState.running.value, now),
-            ).fetchall()
-            for row in stale:
-                silent = now - row["heartbeat_at"]
-                error = f"no heartbeat from worker {row['worker']} for {silent:.1f} s (lease {row['lease_s']:g} s)"
-                state, reason = self._crash(conn, row, error, now)
-                reaped.append((row, self._ref_row(row["sweep_id"]), state, reason))
-        for row, ref_row, state, reason in reaped:
+            reaped = [
+                (ended, self._ref_row(ended.row["sweep_id"]))
+                for ended in _RUNS.reap(conn, time.time())
+            ]
+        for ended, ref_row in reaped:
             try:
-                self._end_on_server(row, ref_row, {STATE_KEY: state.value, REASON_KEY: reason}, 1)
+                self._end_on_server(ended, ref_row, 1)
             except SweeperError as exc:  # the run stays crashed here; W&B times it out itself
-                log.warning("could not mark run %s crashed on W&B: %s", row["id"], exc)
-        return [self.get_run(row["id"]) for row, *_ in reaped]
-
-    def _crash(
-        self, conn: sqlite3.Connection, row: sqlite3.Row, error: str, now: float
-    ) -> tuple[RunState, str]:
-        """Mark a run crashed and queue its config as a new run, or fail it after the last retry."""
-        if row["attempt"] >= MAX_CRASH_RETRIES:
-            reason = f"crashed {row['attempt'] + 1} times, not retried again; last: {error}"
-            conn.execute(
-                "UPDATE wandb_runs SET state = ?, reason = ?, ended_at = ? WHERE id = ?",
-                (RunState.failed.value, reason, now, row["id"]),
-            )
-            return RunState.failed, reason
-        conn.execute(
-            "UPDATE wandb_runs SET state = ?, reason = ?, ended_at = ? WHERE id = ?",
-            (RunState.crashed.value, error, now, row["id"]),
-        )
-        conn.execute(
-            "INSERT INTO wandb_runs (id, sweep_id, state, config, attempt, retry_of, created_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (self._unused_run_id(conn), row["sweep_id"], RunState.pending.value, row["config"],
-             row["attempt"] + 1, row["id"], now),
-        )  # fmt: skip
-        return RunState.crashed, error
+                log.warning("could not mark run %s crashed on W&B: %s", ended.row["id"], exc)
+        return [self.get_run(ended.row["id"]) for ended, _ in reaped]
 
     def _log_checkpoint(self, row: sqlite3.Row, ref_row: sqlite3.Row, path: Any) -> None:
         """Upload the run's checkpoint as an artifact when $SWEEPER_WANDB_CHECKPOINTS asks."""
@@ -941,20 +849,24 @@ class WandbBackend(Backend):
 
     def _end_on_server(
         self,
-        row: sqlite3.Row,
+        ended: Ended,
         ref_row: sqlite3.Row,
-        summary: dict[str, Any],
         exit_code: int,
+        summary: Mapping[str, Any] | None = None,
         preempted: bool = False,
     ) -> None:
+        """End the W&B run with `summary` and how it ended here (state and reason)."""
         self._cache.clear()
+        row = ended.row
         self._retry(
             f"end run {row['id']}",
             self.client.end_run,
             _ref(ref_row),
             row["id"],
             json.loads(row["config"]),
-            engine.plain(summary),
+            engine.plain(
+                {**(summary or {}), STATE_KEY: ended.state.value, REASON_KEY: ended.reason}
+            ),
             exit_code,
             preempted,
         )
@@ -1031,7 +943,7 @@ class WandbBackend(Backend):
                 reason=record.summary.get(REASON_KEY),
                 created_at=created,
             )
-        run = _local_run(row, history)
+        run = _RUNS.to_run(row, history)
         if record is not None and not run.summary:
             run.summary = _summary(record.summary)
         if history and run.state not in (RunState.pending,):
@@ -1143,30 +1055,6 @@ class WandbBackend(Backend):
             raise NotFoundError(f"no W&B sweep with id {sweep_id!r} recorded here")
         return row
 
-    @staticmethod
-    def _run_row(conn: sqlite3.Connection, run_id: str) -> sqlite3.Row:
-        row = conn.execute("SELECT * FROM wandb_runs WHERE id = ?", (run_id,)).fetchone()
-        if row is None:
-            raise NotFoundError(f"no run with id {run_id!r} claimed on this host")
-        return row
-
-    @classmethod
-    def _owned(cls, conn: sqlite3.Connection, run_id: str, worker: str) -> sqlite3.Row | None:
-        row = cls._run_row(conn, run_id)
-        if row["state"] != RunState.running.value or row["worker"] != worker:
-            return None
-        return row
-
-    @staticmethod
-    def _unused_run_id(conn: sqlite3.Connection) -> str:
-        while True:
-            candidate = new_run_id()
-            if (
-                conn.execute("SELECT 1 FROM wandb_runs WHERE id = ?", (candidate,)).fetchone()
-                is None
-            ):
-                return candidate
-
 
 def _ref(row: sqlite3.Row) -> SweepRef:
     return SweepRef(entity=row["entity"], project=row["project"], id=row["id"])
@@ -1214,29 +1102,6 @@ def _run_state(record: RunRecord) -> RunState:
     ):
         return RunState(written)
     return state
-
-
-def _local_run(row: sqlite3.Row, history: list[dict[str, Any]]) -> Run:
-    created = _dt(row["created_at"])
-    assert created is not None
-    return Run(
-        id=row["id"],
-        sweep_id=row["sweep_id"],
-        state=RunState(row["state"]),
-        config=json.loads(row["config"]),
-        metric=row["metric"],
-        epochs=row["epochs"],
-        history=history,
-        summary=json.loads(row["summary"]),
-        reason=row["reason"],
-        worker=row["worker"],
-        attempt=row["attempt"],
-        retry_of=row["retry_of"],
-        created_at=created,
-        started_at=_dt(row["started_at"]),
-        ended_at=_dt(row["ended_at"]),
-        heartbeat_at=_dt(row["heartbeat_at"]),
-    )
 
 
 def recorded(store: Store, ref: str | None = None) -> bool:

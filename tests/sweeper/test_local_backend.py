@@ -5,18 +5,22 @@ from __future__ import annotations
 import json
 import os
 import re
+import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
 
+from sweeper import engine
 from sweeper.backends import open_backend
-from sweeper.backends.base import MAX_CRASH_RETRIES, Control, RunState, SweepState
-from sweeper.backends.local import LocalBackend
+from sweeper.backends.base import MAX_CRASH_RETRIES, Claim, Control, RunState, SweepState
+from sweeper.backends.local import PROPOSE_TRIES, LocalBackend
 from sweeper.errors import BackendError, NotFoundError, SweeperError
 from sweeper.paths import Home
+from sweeper.spec import SweepSpec
 
 from .conftest import SEEDS_PARAMETERS, MakeSpec, fake_accuracy
 
@@ -379,6 +383,120 @@ def test_open_backend_local_uses_the_home(tmp_path: Path) -> None:
     home = Home(tmp_path / "elsewhere")
     backend = open_backend("local", home)
     assert isinstance(backend, LocalBackend) and backend.store.path == home.store_path
+
+
+def patch_propose(
+    monkeypatch: pytest.MonkeyPatch,
+    meanwhile: Callable[[], object] | None = None,
+    stale_for: int = 0,
+) -> list[bool]:
+    """Wrap `engine.propose`: the first call runs `meanwhile` before proposing (as another
+    process would between the claim's read and its insert), the first `stale_for` calls
+    see no runs at all. Returns, per call, whether the store's write lock was held."""
+    real = engine.propose
+    locked: list[bool] = []
+
+    def propose(
+        spec: SweepSpec, runs: Sequence[engine.EngineRun]
+    ) -> engine.Proposal | engine.Exhausted:
+        locked.append(write_locked(Home().store_path))
+        if len(locked) == 1 and meanwhile is not None:
+            meanwhile()
+        return real(spec, [] if len(locked) <= stale_for else runs)
+
+    monkeypatch.setattr(engine, "propose", propose)
+    return locked
+
+
+def write_locked(path: Path) -> bool:
+    """Whether some connection holds the store's write lock (SQLite's in-process locks
+    keep this connection's close from dropping the others')."""
+    probe = sqlite3.connect(path, timeout=0, isolation_level=None)
+    try:
+        probe.execute("BEGIN IMMEDIATE")
+        probe.execute("ROLLBACK")
+        return False
+    except sqlite3.OperationalError:
+        return True
+    finally:
+        probe.close()
+
+
+def test_a_config_taken_while_proposing_is_not_handed_out_again(
+    backend: LocalBackend, make_spec: MakeSpec, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sweep = backend.create_sweep(make_spec({"a": {"values": [1, 2]}}, method="random"))
+    first = backend.get_run(claim_id(backend, sweep.id, "w0")).config
+    other = LocalBackend(backend.home)
+    taken: list[Claim] = []
+    # Our proposal is the one config left, and the other claim takes it meanwhile.
+    locked = patch_propose(monkeypatch, lambda: taken.append(other.claim_run(sweep.id, "w2")))
+    claim = backend.claim_run(sweep.id, "w1")
+    assert taken[0].run is not None and taken[0].run.config != first
+    assert (claim.run, claim.done, claim.reason) == (
+        None,
+        True,
+        "search space exhausted: all 2 configs ran",
+    )
+    # Ours, the other claim's, ours again on fresh runs: none under the write lock.
+    assert locked == [False, False, False]
+    assert len(backend.list_runs(sweep.id)) == 2
+
+
+@pytest.mark.parametrize(
+    ("run_cap", "meanwhile", "reason"),
+    [
+        (1, lambda other, sweep_id, run_id: other.claim_run(sweep_id, "w2"), "run_cap 1 reached"),
+        (
+            None,
+            lambda other, sweep_id, run_id: other.set_sweep_state(sweep_id, SweepState.paused),
+            "sweep paused",
+        ),
+        (None, lambda other, sweep_id, run_id: other.requeue_run(run_id, "w0", "SIGTERM"), None),
+    ],
+    ids=["capped", "paused", "requeued"],
+)
+def test_a_claim_rechecks_the_sweep_before_inserting_its_proposal(
+    backend: LocalBackend,
+    make_spec: MakeSpec,
+    monkeypatch: pytest.MonkeyPatch,
+    run_cap: int | None,
+    meanwhile: Callable[[LocalBackend, str, str], object],
+    reason: str | None,
+) -> None:
+    sweep = backend.create_sweep(
+        make_spec({"lr": {"min": 0.001, "max": 0.1}}, method="random", run_cap=run_cap)
+    )
+    first = "" if run_cap else claim_id(backend, sweep.id, "w0")
+    other = LocalBackend(backend.home)
+    patch_propose(monkeypatch, lambda: meanwhile(other, sweep.id, first))
+    claim = backend.claim_run(sweep.id, "w1")
+    if reason is None:  # the re-queued run goes first, the proposal is dropped
+        assert claim.run is not None and (claim.run.id, claim.run.worker) == (first, "w1")
+    else:
+        assert (claim.run, claim.done, claim.reason) == (None, True, reason)
+    assert len(backend.list_runs(sweep.id)) == 1
+
+
+def test_a_claim_that_keeps_losing_proposes_under_the_lock(
+    backend: LocalBackend, make_spec: MakeSpec, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sweep = backend.create_sweep(make_spec({"a": {"values": [1]}}, method="random"))
+    claim_id(backend, sweep.id, "w0")
+    # Blind to the runs, the engine proposes the used a=1 every time.
+    locked = patch_propose(monkeypatch, stale_for=PROPOSE_TRIES)
+    claim = backend.claim_run(sweep.id, "w1")
+    assert (claim.run, claim.reason) == (None, "search space exhausted: all 1 configs ran")
+    assert locked == [False] * PROPOSE_TRIES + [True]
+
+
+def test_grid_search_proposes_under_the_lock(
+    backend: LocalBackend, make_spec: MakeSpec, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sweep = backend.create_sweep(make_spec(GRID_6))
+    locked = patch_propose(monkeypatch)
+    claim_id(backend, sweep.id)
+    assert locked == [True]
 
 
 _CLAIMER = """

@@ -1,0 +1,346 @@
+"""Run bookkeeping that both backends keep the same way, in a SQLite table of runs.
+
+The local backend keeps every run in `runs`; the W&B backend keeps this host's claims in
+`wandb_runs`. Both tables have the same bookkeeping columns (id, sweep_id, state, config,
+worker, lease_s, heartbeat_at, metric, epochs, summary, reason, attempt, retry_of,
+created_at, started_at, ended_at), and the rules over them are those of
+`sweeper.backends.base`: a running run belongs to the worker that claimed it, ending it
+is compare-and-set, a crashed run's config is queued again as a new pending run at most
+`MAX_CRASH_RETRIES` times. `RunLedger` states those rules once, for either table.
+
+Every method works on the caller's connection inside the caller's transaction (a
+`Store.transaction(immediate=True)` for the ones that write), so a backend combines them
+with its own statements in one atomic step. None of them commits.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable, Sequence
+from datetime import datetime, timezone
+from typing import Any, NamedTuple
+
+from sweeper import engine
+from sweeper.backends.base import MAX_CRASH_RETRIES, Run, RunState, SweepState
+from sweeper.errors import NotFoundError
+
+#: Sweep states that never hand out a run again.
+FINAL_SWEEP_STATES = (SweepState.canceled, SweepState.finished)
+
+
+class Ended(NamedTuple):
+    """A run that left `running`: its row as it was, and the state and reason it got."""
+
+    row: sqlite3.Row
+    state: RunState
+    reason: str | None
+
+
+class RunLedger:
+    """The bookkeeping of one runs table.
+
+    Args:
+        table: the table's name. It is written into the SQL, so it must be a constant.
+        place: where the table's runs are, for NotFoundError ("in the local store").
+        new_id: makes a candidate id for a new run (see `unused_id`), such as a crashed
+            run's retry.
+        carried: columns besides `config` that a crashed run's retry copies from it.
+    """
+
+    def __init__(
+        self,
+        table: str,
+        place: str,
+        new_id: Callable[[], str],
+        carried: Sequence[str] = (),
+    ) -> None:
+        self.table = table
+        self.place = place
+        self.new_id = new_id
+        self.carried = tuple(carried)
+
+    # -- reading -------------------------------------------------------------------
+
+    def row(self, conn: sqlite3.Connection, run_id: str) -> sqlite3.Row:
+        """The run's row.
+
+        Raises:
+            NotFoundError: the table has no such run.
+        """
+        row = conn.execute(f"SELECT * FROM {self.table} WHERE id = ?", (run_id,)).fetchone()
+        if row is None:
+            raise NotFoundError(f"no run with id {run_id!r} {self.place}")
+        return row
+
+    def owned(self, conn: sqlite3.Connection, run_id: str, worker: str) -> sqlite3.Row | None:
+        """The run's row if it is running for `worker`, else None (it was reaped or re-queued).
+
+        Raises:
+            NotFoundError: the table has no such run.
+        """
+        row = self.row(conn, run_id)
+        if row["state"] != RunState.running.value or row["worker"] != worker:
+            return None
+        return row
+
+    @staticmethod
+    def to_run(
+        row: sqlite3.Row,
+        history: list[dict[str, Any]],
+        search_info: dict[str, Any] | None = None,
+    ) -> Run:
+        """A Run from a row of the table, with the epochs and search info kept elsewhere."""
+        return Run(
+            id=row["id"],
+            sweep_id=row["sweep_id"],
+            state=RunState(row["state"]),
+            config=json.loads(row["config"]),
+            metric=row["metric"],
+            epochs=row["epochs"],
+            history=history,
+            summary=json.loads(row["summary"]),
+            reason=row["reason"],
+            worker=row["worker"],
+            attempt=row["attempt"],
+            retry_of=row["retry_of"],
+            search_info=search_info,
+            created_at=datetime.fromtimestamp(row["created_at"], tz=timezone.utc),
+            started_at=_at(row["started_at"]),
+            ended_at=_at(row["ended_at"]),
+            heartbeat_at=_at(row["heartbeat_at"]),
+        )
+
+    def unused_id(self, conn: sqlite3.Connection) -> str:
+        """A fresh id from `new_id` that no run in the table has."""
+        while True:
+            candidate = self.new_id()
+            if (
+                conn.execute(f"SELECT 1 FROM {self.table} WHERE id = ?", (candidate,)).fetchone()
+                is None
+            ):
+                return candidate
+
+    # -- claiming and reporting ----------------------------------------------------
+
+    def claim_pending(
+        self,
+        conn: sqlite3.Connection,
+        sweep_id: str,
+        worker: str,
+        lease_s: float,
+        now: float,
+        prefer: tuple[str, str | None] | None = None,
+    ) -> str | None:
+        """Mark the sweep's oldest pending run running for `worker`, with a fresh lease.
+
+        Args:
+            prefer: (column, value): pending runs whose column is the value go first
+                (W&B hands its runs to one agent, so that agent's own are taken first).
+                The column is written into the SQL, so it must be a constant.
+        Returns:
+            The claimed run's id, or None when the sweep has no pending run.
+        """
+        order = "rowid"
+        params: tuple[str | None, ...] = (sweep_id, RunState.pending.value)
+        if prefer is not None:
+            column, value = prefer
+            order, params = f"({column} IS ?) DESC, rowid", (*params, value)
+        pending = conn.execute(
+            f"SELECT id FROM {self.table} WHERE sweep_id = ? AND state = ? ORDER BY {order} LIMIT 1",
+            params,
+        ).fetchone()
+        if pending is None:
+            return None
+        conn.execute(
+            f"UPDATE {self.table} SET state = ?, worker = ?, lease_s = ?, started_at = ?,"
+            " heartbeat_at = ?, reason = NULL WHERE id = ?",
+            (RunState.running.value, worker, lease_s, now, now, pending["id"]),
+        )
+        return str(pending["id"])
+
+    def beat(
+        self, conn: sqlite3.Connection, run_id: str, worker: str, now: float
+    ) -> sqlite3.Row | None:
+        """Refresh the heartbeat of a run running for `worker`.
+
+        Returns:
+            The run's row as it was, or None when it is not `worker`'s any more.
+        """
+        row = self.owned(conn, run_id, worker)
+        if row is not None:
+            conn.execute(f"UPDATE {self.table} SET heartbeat_at = ? WHERE id = ?", (now, run_id))
+        return row
+
+    def mark_stopping(
+        self, conn: sqlite3.Connection, run_id: str, worker: str, reason: str
+    ) -> bool:
+        """Record why a run running for `worker` is being stopped early; `finish` with
+        `RunState.stopped` keeps that reason when the worker gives none.
+
+        Returns:
+            False when the run is not `worker`'s any more.
+        """
+        return bool(
+            conn.execute(
+                f"UPDATE {self.table} SET reason = ? WHERE id = ? AND state = ? AND worker = ?",
+                (reason, run_id, RunState.running.value, worker),
+            ).rowcount
+        )
+
+    # -- ending --------------------------------------------------------------------
+
+    @staticmethod
+    def finish_state(state: RunState | str) -> RunState:
+        """`state` as a RunState, checked to be one `finish` ends runs in.
+
+        Raises:
+            ValueError: it is neither finished nor stopped.
+        """
+        state = RunState(state)
+        if state not in (RunState.finished, RunState.stopped):
+            raise ValueError(f"finish_run ends runs as finished or stopped, not {state.value}")
+        return state
+
+    def finish(
+        self,
+        conn: sqlite3.Connection,
+        row: sqlite3.Row,
+        summary: dict[str, Any],
+        state: RunState,
+        reason: str | None,
+        metric: tuple[str, str],
+        now: float,
+    ) -> Ended:
+        """End an owned run as `state` (see `finish_state`) with its final summary.
+
+        A stopped run keeps the reason recorded by `mark_stopping` unless `reason` is
+        given. A run that reported no epochs takes its metric from the summary.
+
+        Args:
+            row: the run's row, from `owned`.
+            metric: the sweep's metric name and goal ("maximize" or "minimize").
+        """
+        best = row["metric"]
+        if best is None:
+            best = engine.better(None, summary.get(metric[0]), metric[1])
+        kept = (reason or row["reason"]) if state == RunState.stopped else reason
+        conn.execute(
+            f"UPDATE {self.table} SET state = ?, summary = ?, reason = ?, metric = ?,"
+            " ended_at = ?, heartbeat_at = ? WHERE id = ?",
+            (state.value, json.dumps(engine.plain(summary)), kept, best, now, now, row["id"]),
+        )
+        return Ended(row, state, kept)
+
+    def fail(
+        self,
+        conn: sqlite3.Connection,
+        row: sqlite3.Row,
+        error: str,
+        now: float,
+        crashed: bool = False,
+    ) -> Ended:
+        """End an owned run as failed, or as crashed with its config queued again (`crash`)."""
+        if crashed:
+            return self.crash(conn, row, error, now)
+        self._end(conn, row, RunState.failed, error, now)
+        return Ended(row, RunState.failed, error)
+
+    def crash(self, conn: sqlite3.Connection, row: sqlite3.Row, error: str, now: float) -> Ended:
+        """Mark a run crashed and queue its config again as a new pending run (attempt + 1,
+        retry_of the run); a run already retried `MAX_CRASH_RETRIES` times ends as failed."""
+        if row["attempt"] >= MAX_CRASH_RETRIES:
+            reason = f"crashed {row['attempt'] + 1} times, not retried again; last: {error}"
+            self._end(conn, row, RunState.failed, reason, now)
+            return Ended(row, RunState.failed, reason)
+        self._end(conn, row, RunState.crashed, error, now)
+        columns = ("id", "sweep_id", "state", "config", "attempt", "retry_of", "created_at")
+        values = (
+            self.unused_id(conn),
+            row["sweep_id"],
+            RunState.pending.value,
+            row["config"],
+            row["attempt"] + 1,
+            row["id"],
+            now,
+            *(row[column] for column in self.carried),
+        )
+        conn.execute(
+            f"INSERT INTO {self.table} ({', '.join(columns + self.carried)})"
+            f" VALUES ({', '.join('?' * len(values))})",
+            values,
+        )
+        return Ended(row, RunState.crashed, error)
+
+    def requeue(
+        self,
+        conn: sqlite3.Connection,
+        row: sqlite3.Row,
+        reason: str,
+        sweep_state: SweepState,
+        now: float,
+    ) -> Ended:
+        """Put an owned run back to pending with its worker, metric, epochs, summary and
+        times cleared; in a final sweep, which never hands it out again, stop it instead."""
+        if sweep_state in FINAL_SWEEP_STATES:
+            stopped = f"{reason} (sweep {sweep_state.value})"
+            self._end(conn, row, RunState.stopped, stopped, now)
+            return Ended(row, RunState.stopped, stopped)
+        conn.execute(
+            f"UPDATE {self.table} SET state = ?, reason = ?, worker = NULL, metric = NULL,"
+            " epochs = 0, summary = '{}', started_at = NULL, heartbeat_at = NULL WHERE id = ?",
+            (RunState.pending.value, reason, row["id"]),
+        )
+        return Ended(row, RunState.pending, reason)
+
+    def reap(self, conn: sqlite3.Connection, now: float) -> list[Ended]:
+        """`crash` every running run (of any sweep) whose heartbeat is older than its lease.
+
+        Returns:
+            The runs crashed (or failed after their last retry), oldest first.
+        """
+        stale = conn.execute(
+            f"SELECT * FROM {self.table} WHERE state = ? AND heartbeat_at + lease_s < ?"
+            " ORDER BY rowid",
+            (RunState.running.value, now),
+        ).fetchall()
+        return [
+            self.crash(
+                conn,
+                row,
+                f"no heartbeat from worker {row['worker']} for {now - row['heartbeat_at']:.1f} s"
+                f" (lease {row['lease_s']:g} s)",
+                now,
+            )
+            for row in stale
+        ]
+
+    def stop_pending(
+        self, conn: sqlite3.Connection, sweep_id: str, sweep_state: SweepState, now: float
+    ) -> None:
+        """Stop the sweep's pending runs: a sweep that became final never hands them out."""
+        conn.execute(
+            f"UPDATE {self.table} SET state = ?, reason = ?, ended_at = ?"
+            " WHERE sweep_id = ? AND state = ?",
+            (
+                RunState.stopped.value,
+                f"sweep {sweep_state.value}",
+                now,
+                sweep_id,
+                RunState.pending.value,
+            ),
+        )
+
+    def _end(
+        self, conn: sqlite3.Connection, row: sqlite3.Row, state: RunState, reason: str, now: float
+    ) -> None:
+        """Give a run a final state and the reason for it."""
+        conn.execute(
+            f"UPDATE {self.table} SET state = ?, reason = ?, ended_at = ? WHERE id = ?",
+            (state.value, reason, now, row["id"]),
+        )
+
+
+def _at(ts: float | None) -> datetime | None:
+    """A stored timestamp as an aware datetime."""
+    return None if ts is None else datetime.fromtimestamp(ts, tz=timezone.utc)
