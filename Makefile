@@ -28,6 +28,7 @@ bench: install
 	$(BIN)/python bench/claims.py
 	$(BIN)/python bench/feature_cache.py
 	$(BIN)/python bench/agent_gap.py
+	$(BIN)/python bench/demo_transfer.py
 
 lint: install
 	$(BIN)/ruff check .

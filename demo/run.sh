@@ -36,7 +36,7 @@ field() { "$PYTHON" -c 'import json, sys; print(json.load(sys.stdin)[sys.argv[1]
 
 started=$SECONDS
 
-step "1/5 Build the datasets from scikit-learn's digits (source: 0-4, target: 5-9)"
+step "1/5 Build the datasets: scikit-learn's digits and matplotlib's letters (source: digits 0-4 and A-Z, target: digits 5-9)"
 run "$PYTHON" -m demo.dataset .sweeper/demo/data "${data_args[@]}"
 
 step "2/5 Pretrain the backbone on the source task (the demo's ImageNet)"

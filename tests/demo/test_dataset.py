@@ -12,10 +12,27 @@ from pydantic import ValidationError
 from sklearn.datasets import load_digits
 
 from demo import dataset
-from demo.dataset import CLASS_NAMES, DemoDataSpec, build_demo_data, is_built, render_digit
+from demo.dataset import (
+    CLASS_NAMES,
+    LETTER_FONTS,
+    DemoDataSpec,
+    build_demo_data,
+    is_built,
+    letter_cells,
+    letter_class,
+    render_digit,
+)
 
-#: A small build: 30 originals per digit, 2 source copies, 5 labelled target images per class.
-SMALL = DemoDataSpec(max_per_class=30, source_copies=2, target_train_per_class=5)
+#: A small build: 30 originals per digit, 2 source copies, 5 labelled target images per
+#: class, and 3 letters of 20 images each.
+SMALL = DemoDataSpec(
+    max_per_class=30,
+    source_copies=2,
+    target_train_per_class=5,
+    source_letters="AKZ",
+    letter_images=20,
+)
+ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
 
 def _files(root: Path) -> dict[str, str]:
@@ -49,7 +66,11 @@ def test_source_and_target_classes_are_disjoint_and_consistent(tmp_path: Path) -
     data = build_demo_data(tmp_path / "data", SMALL)
     source = {d.name for d in (data.source / "train").iterdir()}
     target = {d.name for d in (data.target / "train").iterdir()}
-    assert source == {CLASS_NAMES[d] for d in SMALL.source_digits}
+    assert source == {CLASS_NAMES[d] for d in SMALL.source_digits} | {
+        "letter_a",
+        "letter_k",
+        "letter_z",
+    }
     assert target == {CLASS_NAMES[d] for d in SMALL.target_digits}
     assert not source & target
     assert {d.name for d in (data.source / "val").iterdir()} == source
@@ -59,8 +80,14 @@ def test_source_and_target_classes_are_disjoint_and_consistent(tmp_path: Path) -
 def test_counts_per_split(tmp_path: Path) -> None:
     data = build_demo_data(tmp_path / "data", SMALL)
     n_test = round(30 * SMALL.source_test_fraction)
-    assert set(_count(data.source / "train").values()) == {(30 - n_test) * SMALL.source_copies}
-    assert set(_count(data.source / "val").values()) == {n_test}
+    source_train, source_val = _count(data.source / "train"), _count(data.source / "val")
+    letters = {letter_class(letter) for letter in SMALL.source_letters}
+    assert {source_train[c] for c in letters} == {20 - 2}
+    assert {source_val[c] for c in letters} == {2}
+    assert {n for c, n in source_train.items() if c not in letters} == {
+        (30 - n_test) * SMALL.source_copies
+    }
+    assert {n for c, n in source_val.items() if c not in letters} == {n_test}
     assert set(_count(data.target / "train").values()) == {5}
     assert set(_count(data.target / "val").values()) == {30 - 5}
 
@@ -121,6 +148,8 @@ def test_a_failed_build_leaves_the_previous_one_untouched(
         ({"source_digits": (1, 1, 2)}, "distinct digits"),
         ({"target_digits": (9, 10)}, "distinct digits"),
         ({"max_per_class": 20, "target_train_per_class": 25}, "test set"),
+        ({"source_letters": "ABA"}, "must not repeat"),
+        ({"source_letters": "ab"}, "pattern"),
     ],
 )
 def test_bad_specs_are_rejected(changes: dict[str, object], message: str) -> None:
@@ -136,12 +165,40 @@ def test_render_digit_depends_only_on_its_generator() -> None:
     assert not np.array_equal(first, render_digit(digit, np.random.default_rng(6)))
 
 
+@pytest.mark.parametrize("font_name", LETTER_FONTS)
+def test_every_font_draws_every_letter_as_digit_cells(font_name: str) -> None:
+    cells = {
+        letter: letter_cells(letter, font_name, np.random.default_rng([0, ord(letter)]))
+        for letter in ALPHABET
+    }
+    for letter, grid in cells.items():
+        assert grid.shape == (8, 8) and grid.min() >= 0 and grid.max() <= 16, letter
+        # Ink in the middle rows and a blank margin somewhere, like a scanned digit.
+        assert grid[2:6].sum() > 8 and grid.min() == 0, letter
+    # The fonts' capitals are letters, not one fallback box drawn 26 times.
+    assert len({grid.tobytes() for grid in cells.values()}) == len(ALPHABET)
+
+
+def test_letters_vary_with_the_generator_and_look_like_their_letter() -> None:
+    draws = [letter_cells("L", "DejaVuSans.ttf", np.random.default_rng(seed)) for seed in range(8)]
+    assert len({grid.tobytes() for grid in draws}) > 1
+    assert np.array_equal(draws[0], letter_cells("L", "DejaVuSans.ttf", np.random.default_rng(0)))
+    # An L: more ink in the left half than the right one, and in the bottom row than the top.
+    for grid in draws:
+        assert grid[:, :4].sum() > grid[:, 4:].sum()
+        ink_rows = np.flatnonzero(grid.sum(axis=1))
+        assert grid[ink_rows[-1]].sum() > grid[ink_rows[0]].sum()
+
+
 @pytest.mark.slow
 def test_default_build_is_the_demo_dataset(tmp_path: Path) -> None:
     data = build_demo_data(tmp_path / "data")
-    source_train = sum(_count(data.source / "train").values())
+    source_train = _count(data.source / "train")
     target_train = _count(data.target / "train")
-    assert 4000 <= source_train <= 4500
-    assert target_train == {CLASS_NAMES[d]: 10 for d in range(5, 10)}
+    assert set(source_train) == {CLASS_NAMES[d] for d in range(5)} | {
+        letter_class(letter) for letter in ALPHABET
+    }
+    assert 6800 <= sum(source_train.values()) <= 7400
+    assert target_train == {CLASS_NAMES[d]: 20 for d in range(5, 10)}
     available = np.bincount(load_digits().target)
-    assert _count(data.target / "val") == {CLASS_NAMES[d]: available[d] - 10 for d in range(5, 10)}
+    assert _count(data.target / "val") == {CLASS_NAMES[d]: available[d] - 20 for d in range(5, 10)}

@@ -15,7 +15,7 @@ import yaml
 from reports.writers import pct
 
 REPO = Path(__file__).resolve().parents[2]
-#: Two runs per sweep instead of 6: a grid over dropout on the sweep's own space, with the
+#: Two runs per sweep instead of 5: a grid over dropout on the sweep's own space, with the
 #: other knobs pinned to values the full demo's searches found good.
 REDUCED: dict[str, dict[str, Any]] = {
     "demo_part_a.yaml": {
@@ -26,7 +26,7 @@ REDUCED: dict[str, dict[str, Any]] = {
         "batch_size": 16,
         "epochs": 30,
     },
-    "demo_part_b.yaml": {"mode": "partial", "lr": 0.001, "batch_size": 8, "epochs": 20},
+    "demo_part_b.yaml": {"mode": "partial", "lr": 0.001, "batch_size": 16, "epochs": 15},
 }
 
 
@@ -54,8 +54,7 @@ def test_demo_flow_part_b_beats_part_a(tmp_path: Path, isolated_env: Path) -> No
         "DEMO_WORKDIR": str(tmp_path),
         "DEMO_SPEC_A": str(_reduced_spec("demo_part_a.yaml", specs)),
         "DEMO_SPEC_B": str(_reduced_spec("demo_part_b.yaml", specs)),
-        "DEMO_DATA_ARGS": "--source-copies 2",
-        "DEMO_PRETRAIN_ARGS": "--epochs 2",
+        "DEMO_DATA_ARGS": "--source-copies 2 --letter-images 100",
         "PYTHON": sys.executable,
         "SWEEPER": str(bin_dir / "sweeper"),
         "OMP_NUM_THREADS": "1",

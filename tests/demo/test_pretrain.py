@@ -15,8 +15,14 @@ from trainer import train
 from trainer.config import TrainConfig
 from trainer.models import build_model
 
-#: Small source and target tasks: 27 x 2 source training images per class.
-SMALL = DemoDataSpec(max_per_class=30, source_copies=2, target_train_per_class=5)
+#: Small source and target tasks: 27 x 2 source training images per digit, 18 per letter.
+SMALL = DemoDataSpec(
+    max_per_class=30,
+    source_copies=2,
+    target_train_per_class=5,
+    source_letters="XY",
+    letter_images=20,
+)
 ONE_EPOCH = PretrainSpec(epochs=1, batch_size=32)
 
 
