@@ -23,15 +23,6 @@ from demo.dataset import (
     render_digit,
 )
 
-#: A small build: 30 originals per digit, 2 source copies, 5 labelled target images per
-#: class, and 3 letters of 20 images each.
-SMALL = DemoDataSpec(
-    max_per_class=30,
-    source_copies=2,
-    target_train_per_class=5,
-    source_letters="AKZ",
-    letter_images=20,
-)
 ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
 
@@ -48,60 +39,66 @@ def _count(folder: Path) -> dict[str, int]:
     return {d.name: len(list(d.iterdir())) for d in sorted(folder.iterdir())}
 
 
-def test_same_spec_gives_byte_identical_files(tmp_path: Path) -> None:
-    first = build_demo_data(tmp_path / "a", SMALL)
-    second = build_demo_data(tmp_path / "b", SMALL)
+def test_same_spec_gives_byte_identical_files(tmp_path: Path, small_spec: DemoDataSpec) -> None:
+    first = build_demo_data(tmp_path / "a", small_spec)
+    second = build_demo_data(tmp_path / "b", small_spec)
     assert first.built and second.built
     assert _files(first.root) == _files(second.root)
 
 
-def test_other_seed_gives_other_images(tmp_path: Path) -> None:
-    one = _files(build_demo_data(tmp_path / "a", SMALL).root)
-    other = _files(build_demo_data(tmp_path / "b", SMALL.model_copy(update={"seed": 1})).root)
+def test_other_seed_gives_other_images(tmp_path: Path, small_spec: DemoDataSpec) -> None:
+    one = _files(build_demo_data(tmp_path / "a", small_spec).root)
+    other = _files(build_demo_data(tmp_path / "b", small_spec.model_copy(update={"seed": 1})).root)
     shared = set(one) & set(other) - {"stamp.json"}
     assert all(one[name] != other[name] for name in shared)
 
 
-def test_source_and_target_classes_are_disjoint_and_consistent(tmp_path: Path) -> None:
-    data = build_demo_data(tmp_path / "data", SMALL)
+def test_source_and_target_classes_are_disjoint_and_consistent(
+    tmp_path: Path, small_spec: DemoDataSpec
+) -> None:
+    data = build_demo_data(tmp_path / "data", small_spec)
     source = {d.name for d in (data.source / "train").iterdir()}
     target = {d.name for d in (data.target / "train").iterdir()}
-    assert source == {CLASS_NAMES[d] for d in SMALL.source_digits} | {
+    assert source == {CLASS_NAMES[d] for d in small_spec.source_digits} | {
         "letter_a",
         "letter_k",
         "letter_z",
     }
-    assert target == {CLASS_NAMES[d] for d in SMALL.target_digits}
+    assert target == {CLASS_NAMES[d] for d in small_spec.target_digits}
     assert not source & target
     assert {d.name for d in (data.source / "val").iterdir()} == source
     assert {d.name for d in (data.target / "val").iterdir()} == target
 
 
-def test_counts_per_split(tmp_path: Path) -> None:
-    data = build_demo_data(tmp_path / "data", SMALL)
-    n_test = round(30 * SMALL.source_test_fraction)
+def test_counts_per_split(tmp_path: Path, small_spec: DemoDataSpec) -> None:
+    data = build_demo_data(tmp_path / "data", small_spec)
+    n_test = round(30 * small_spec.source_test_fraction)
     source_train, source_val = _count(data.source / "train"), _count(data.source / "val")
-    letters = {letter_class(letter) for letter in SMALL.source_letters}
+    letters = {letter_class(letter) for letter in small_spec.source_letters}
     assert {source_train[c] for c in letters} == {20 - 2}
     assert {source_val[c] for c in letters} == {2}
     assert {n for c, n in source_train.items() if c not in letters} == {
-        (30 - n_test) * SMALL.source_copies
+        (30 - n_test) * small_spec.source_copies
     }
     assert {n for c, n in source_val.items() if c not in letters} == {n_test}
     assert set(_count(data.target / "train").values()) == {5}
     assert set(_count(data.target / "val").values()) == {30 - 5}
 
 
-def test_target_train_and_test_use_different_digits(tmp_path: Path) -> None:
-    data = build_demo_data(tmp_path / "data", SMALL)
+def test_target_train_and_test_use_different_digits(
+    tmp_path: Path, small_spec: DemoDataSpec
+) -> None:
+    data = build_demo_data(tmp_path / "data", small_spec)
     # File names start with the index of the original scikit-learn digit.
     train = {p.name.split("_")[0] for p in (data.target / "train").rglob("*.png")}
     test = {p.name.split("_")[0] for p in (data.target / "val").rglob("*.png")}
     assert not train & test
 
 
-def test_images_are_real_png_files_of_the_right_size(tmp_path: Path) -> None:
-    data = build_demo_data(tmp_path / "data", SMALL)
+def test_images_are_real_png_files_of_the_right_size(
+    tmp_path: Path, small_spec: DemoDataSpec
+) -> None:
+    data = build_demo_data(tmp_path / "data", small_spec)
     files = sorted(data.root.rglob("*.png"))
     assert len(files) == sum(len(list(p.iterdir())) for p in data.root.glob("*/*/*"))
     for path in files[:: max(1, len(files) // 25)]:
@@ -111,24 +108,26 @@ def test_images_are_real_png_files_of_the_right_size(tmp_path: Path) -> None:
             assert np.asarray(image).std() > 10  # a drawn digit, not a flat canvas
 
 
-def test_second_build_is_skipped_and_a_new_spec_rebuilds(tmp_path: Path) -> None:
+def test_second_build_is_skipped_and_a_new_spec_rebuilds(
+    tmp_path: Path, small_spec: DemoDataSpec
+) -> None:
     root = tmp_path / "data"
-    build_demo_data(root, SMALL)
+    build_demo_data(root, small_spec)
     before = _files(root)
-    assert build_demo_data(root, SMALL).built is False
+    assert build_demo_data(root, small_spec).built is False
     assert _files(root) == before
-    bigger = SMALL.model_copy(update={"target_train_per_class": 6})
+    bigger = small_spec.model_copy(update={"target_train_per_class": 6})
     assert build_demo_data(root, bigger).built is True
-    assert is_built(root, bigger) and not is_built(root, SMALL)
+    assert is_built(root, bigger) and not is_built(root, small_spec)
     assert set(_count(root / "target" / "train").values()) == {6}
     assert [p.name for p in tmp_path.iterdir()] == ["data"]  # no staging or old copies left
 
 
 def test_a_failed_build_leaves_the_previous_one_untouched(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, small_spec: DemoDataSpec
 ) -> None:
     root = tmp_path / "data"
-    build_demo_data(root, SMALL)
+    build_demo_data(root, small_spec)
     before = _files(root)
 
     def broken(*args: object, **kwargs: object) -> np.ndarray:
@@ -136,7 +135,7 @@ def test_a_failed_build_leaves_the_previous_one_untouched(
 
     monkeypatch.setattr(dataset, "render_digit", broken)
     with pytest.raises(OSError, match="disk full"):
-        build_demo_data(root, SMALL.model_copy(update={"seed": 3}))
+        build_demo_data(root, small_spec.model_copy(update={"seed": 3}))
     assert _files(root) == before
     assert [p.name for p in tmp_path.iterdir()] == ["data"]
 

@@ -15,14 +15,6 @@ from trainer import train
 from trainer.config import TrainConfig
 from trainer.models import build_model
 
-#: Small source and target tasks: 27 x 2 source training images per digit, 18 per letter.
-SMALL = DemoDataSpec(
-    max_per_class=30,
-    source_copies=2,
-    target_train_per_class=5,
-    source_letters="XY",
-    letter_images=20,
-)
 ONE_EPOCH = PretrainSpec(epochs=1, batch_size=32)
 
 
@@ -32,8 +24,8 @@ def _one_thread() -> None:
 
 
 @pytest.fixture
-def data_root(tmp_path: Path) -> Path:
-    return build_demo_data(tmp_path / "data", SMALL).root
+def data_root(tmp_path: Path, small_spec: DemoDataSpec) -> Path:
+    return build_demo_data(tmp_path / "data", small_spec).root
 
 
 def test_missing_dataset_is_a_clear_error(tmp_path: Path) -> None:
@@ -74,7 +66,9 @@ def test_checkpoint_loads_as_weights_for_fine_tuning(data_root: Path, tmp_path: 
 
 
 @pytest.mark.slow
-def test_second_call_reuses_and_changes_retrain(data_root: Path, tmp_path: Path) -> None:
+def test_second_call_reuses_and_changes_retrain(
+    data_root: Path, tmp_path: Path, small_spec: DemoDataSpec
+) -> None:
     out = tmp_path / "backbone.pt"
     first = pretrain_backbone(data_root, out, ONE_EPOCH)
     checkpoint = out.read_bytes()
@@ -90,5 +84,5 @@ def test_second_call_reuses_and_changes_retrain(data_root: Path, tmp_path: Path)
     assert pretrain_backbone(data_root, out, ONE_EPOCH.model_copy(update={"seed": 1})).trained
     assert json.loads(stamp_path(out).read_text())["key"]["spec"]["seed"] == 1
     # A rebuilt dataset is another source task.
-    build_demo_data(data_root, SMALL.model_copy(update={"seed": 2}))
+    build_demo_data(data_root, small_spec.model_copy(update={"seed": 2}))
     assert pretrain_backbone(data_root, out, ONE_EPOCH.model_copy(update={"seed": 1})).trained
