@@ -179,9 +179,12 @@ class LocalBackend(Backend):
                 return self._propose_locked(conn, sweep_id, worker, lease_s, queued, now)
         spec = queued
         discrete = engine.discrete_space(spec.raw.get("parameters") or {}) is not None
+        reads_runs = engine.needs_runs(spec)
         for _ in range(PROPOSE_TRIES):
-            with self.store.transaction() as conn:
-                runs = self._proposal_runs(conn, sweep_id, spec)
+            runs: list[engine.EngineRun] = []
+            if reads_runs:
+                with self.store.transaction() as conn:
+                    runs = self._engine_runs(conn, sweep_id, history=False)
             outcome = engine.propose(spec, runs)
             with self.store.transaction(immediate=True) as conn:
                 now = time.time()
