@@ -313,10 +313,13 @@ def _write_tasks(folder: Path, spec: DemoDataSpec) -> None:
                     Image.fromarray(image).save(out / f"{int(index):04d}_{copy}.png")
     n_test = max(1, round(spec.letter_images * spec.source_test_fraction))
     for letter in spec.source_letters:
+        outs = {
+            split: folder / "source" / split / letter_class(letter) for split in ("train", "val")
+        }
+        for out in outs.values():
+            out.mkdir(parents=True)
         for number in range(spec.letter_images):
-            split = "val" if number < n_test else "train"
-            out = folder / "source" / split / letter_class(letter)
-            out.mkdir(parents=True, exist_ok=True)
+            out = outs["val" if number < n_test else "train"]
             rng = np.random.default_rng([spec.seed, 2, ord(letter), number])
             font_name = LETTER_FONTS[rng.integers(len(LETTER_FONTS))]
             image = render_digit(letter_cells(letter, font_name, rng), rng, spec.image_size)
