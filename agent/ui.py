@@ -16,7 +16,7 @@ from rich.live import Live
 from rich.table import Table
 
 from agent.slots import Slot
-from sweeper.backends.base import Run, RunState, Sweep
+from sweeper.models import Run, RunState, Sweep
 
 
 def swept_parameters(spec: Mapping[str, Any]) -> list[str]:

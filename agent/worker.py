@@ -31,7 +31,8 @@ from collections.abc import Callable
 from typing import IO, Any, NoReturn
 
 from sweeper.backends import open_backend
-from sweeper.backends.base import Backend, Control, RunState
+from sweeper.backends.base import Backend
+from sweeper.models import Control, RunState
 from sweeper.paths import Home, private_dir
 
 log = logging.getLogger("agent.worker")

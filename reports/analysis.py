@@ -17,7 +17,7 @@ import numpy as np
 import yaml
 
 from reports.data import ReportData
-from sweeper.backends.base import Run, RunState, Sweep
+from sweeper.models import Run, RunState, Sweep
 from trainer.config import TrainConfig
 
 #: Run states whose metrics are final (values as report.json writes them).

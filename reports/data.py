@@ -15,8 +15,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from sweeper.backends.base import Backend, Run, Sweep
+from sweeper.backends.base import Backend
 from sweeper.errors import NotFoundError, SweeperError, did_you_mean
+from sweeper.models import Run, Sweep
 
 #: Suffix that marks a `--baseline` value as a file even when it does not exist.
 _BASELINE_FILE_SUFFIX = ".json"

@@ -20,8 +20,9 @@ from typer.core import TyperGroup
 
 from sweeper import __version__
 from sweeper.backends import open_backend
-from sweeper.backends.base import Backend, Run, RunState, Sweep, SweepState
+from sweeper.backends.base import Backend
 from sweeper.errors import NotFoundError, SpecError, SweeperError
+from sweeper.models import Run, RunState, Sweep, SweepState
 from sweeper.paths import Home
 from sweeper.spec import load_spec
 

@@ -27,8 +27,8 @@ from pydantic import BaseModel, Field
 from sklearn.exceptions import ConvergenceWarning
 from threadpoolctl import threadpool_limits
 
-from sweeper.backends.base import RunState
 from sweeper.errors import SpecError
+from sweeper.models import RunState
 from sweeper.spec import SweepSpec, flatten_config
 
 if TYPE_CHECKING:

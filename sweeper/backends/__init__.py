@@ -23,7 +23,7 @@ def open_backend(
     'local'
     """
     if name == "local":
-        # Imported here: the local backend imports the engine, which imports this package.
+        # Imported on use: each backend pulls in heavy modules (the engine, wandb).
         from sweeper.backends.local import LocalBackend
 
         return LocalBackend(home)

@@ -22,111 +22,12 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from datetime import datetime
-from enum import Enum
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, Field
+from sweeper.models import Claim, Control, Run, RunState, Sweep, SweepState
 
 if TYPE_CHECKING:
     from sweeper.spec import SweepSpec
-
-
-class SweepState(str, Enum):
-    running = "running"
-    paused = "paused"
-    finished = "finished"
-    canceled = "canceled"
-
-
-class RunState(str, Enum):
-    pending = "pending"
-    running = "running"
-    finished = "finished"
-    failed = "failed"
-    crashed = "crashed"
-    stopped = "stopped"
-
-
-#: States a run never leaves.
-TERMINAL_RUN_STATES = frozenset(
-    {RunState.finished, RunState.failed, RunState.crashed, RunState.stopped}
-)
-#: How many times a crashed run's config is queued again before it is failed.
-MAX_CRASH_RETRIES = 2
-
-
-class Control(str, Enum):
-    """What a worker must do after reporting: go on, or stop its run (and why)."""
-
-    proceed = "proceed"
-    stop = "stop"  # early termination (hyperband); the run ends as `stopped`
-    pause = "pause"  # sweep paused: the run is re-queued
-    cancel = "cancel"  # sweep canceled: the run ends as `stopped`
-    lost = "lost"  # the run is no longer this worker's (reaped as crashed); drop it
-
-
-class Sweep(BaseModel):
-    """A sweep as every backend describes it."""
-
-    id: str
-    name: str
-    backend: str
-    state: SweepState
-    method: str
-    metric_name: str
-    metric_goal: Literal["maximize", "minimize"]
-    run_cap: int | None = None
-    spec: dict[str, Any] = Field(description="The sweep YAML as loaded, unchanged.")
-    spec_path: str | None = None
-    url: str | None = Field(default=None, description="W&B sweep page, for the wandb backend.")
-    created_at: datetime
-    run_counts: dict[str, int] = Field(default_factory=dict, description="Runs by state.")
-
-
-class Run(BaseModel):
-    """One training run of a sweep."""
-
-    id: str
-    sweep_id: str
-    state: RunState
-    config: dict[str, Any] = Field(description="Flat parameter values given to the trainer.")
-    metric: float | None = Field(
-        default=None, description="Best value of the sweep metric over the epochs so far."
-    )
-    epochs: int = Field(default=0, description="Epochs reported so far.")
-    history: list[dict[str, Any]] = Field(
-        default_factory=list, description="Per-epoch metrics, in order."
-    )
-    summary: dict[str, Any] = Field(
-        default_factory=dict, description="Final result (TrainResult without history)."
-    )
-    reason: str | None = Field(default=None, description="Why the run stopped, failed or crashed.")
-    worker: str | None = None
-    attempt: int = Field(
-        default=0, description="0 for a first try, n for the n-th re-queue after a crash."
-    )
-    retry_of: str | None = None
-    search_info: dict[str, Any] | None = Field(
-        default=None, description="Why the engine proposed this config."
-    )
-    created_at: datetime
-    started_at: datetime | None = None
-    ended_at: datetime | None = None
-    heartbeat_at: datetime | None = None
-
-
-class Claim(BaseModel):
-    """The answer to `claim_run`: a run to train, or why there is none."""
-
-    run: Run | None = None
-    done: bool = Field(
-        default=False, description="True when the sweep will never hand out another run."
-    )
-    reason: str | None = Field(
-        default=None,
-        description="Why no run: 'grid exhausted', 'run_cap reached', 'sweep paused', ...",
-    )
 
 
 class Backend(ABC):

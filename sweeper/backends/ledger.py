@@ -22,8 +22,8 @@ from datetime import datetime, timezone
 from typing import Any, NamedTuple
 
 from sweeper import engine
-from sweeper.backends.base import MAX_CRASH_RETRIES, Run, RunState, SweepState
 from sweeper.errors import NotFoundError
+from sweeper.models import MAX_CRASH_RETRIES, Run, RunState, SweepState
 
 #: Sweep states that never hand out a run again.
 FINAL_SWEEP_STATES = (SweepState.canceled, SweepState.finished)

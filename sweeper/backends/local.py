@@ -23,17 +23,10 @@ from datetime import datetime, timezone
 from typing import Any
 
 from sweeper import engine
-from sweeper.backends.base import (
-    Backend,
-    Claim,
-    Control,
-    Run,
-    RunState,
-    Sweep,
-    SweepState,
-)
+from sweeper.backends.base import Backend
 from sweeper.backends.ledger import FINAL_SWEEP_STATES, RunLedger
 from sweeper.errors import NotFoundError, SweeperError, did_you_mean
+from sweeper.models import Claim, Control, Run, RunState, Sweep, SweepState
 from sweeper.paths import Home
 from sweeper.spec import SweepSpec
 from sweeper.store import Store

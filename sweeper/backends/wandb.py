@@ -47,17 +47,10 @@ from typing import Any, Protocol, TypeVar
 from pydantic import BaseModel, Field
 
 from sweeper import engine
-from sweeper.backends.base import (
-    Backend,
-    Claim,
-    Control,
-    Run,
-    RunState,
-    Sweep,
-    SweepState,
-)
+from sweeper.backends.base import Backend
 from sweeper.backends.ledger import FINAL_SWEEP_STATES, Ended, RunLedger
 from sweeper.errors import BackendError, NotFoundError, SweeperError, did_you_mean
+from sweeper.models import Claim, Control, Run, RunState, Sweep, SweepState
 from sweeper.paths import Home
 from sweeper.spec import SweepSpec, flatten_config, parse_spec
 from sweeper.store import Store

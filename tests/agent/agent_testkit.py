@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 from agent import AgentSummary, run_agent
-from sweeper.backends.base import Run, RunState
 from sweeper.backends.local import LocalBackend
+from sweeper.models import Run, RunState
 from sweeper.paths import Home
 from sweeper.spec import SweepSpec
 

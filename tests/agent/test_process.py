@@ -13,8 +13,8 @@ from agent_testkit import FAKE, PATIENCE_S, make_sweep, wait_for
 
 from agent.process import WorkerProcess, worker_env
 from agent.slots import Slot
-from sweeper.backends.base import RunState
 from sweeper.backends.local import LocalBackend
+from sweeper.models import RunState
 from sweeper.paths import Home
 
 pytestmark = pytest.mark.usefixtures("agent_env")

@@ -18,9 +18,9 @@ import pytest
 from agent_testkit import AgentThread, configs, make_sweep, runs_of, started_marks, wait_for
 
 from agent import run_agent
-from sweeper.backends.base import RunState, SweepState
 from sweeper.backends.local import LocalBackend
 from sweeper.errors import AgentError
+from sweeper.models import RunState, SweepState
 from sweeper.paths import Home
 
 pytestmark = pytest.mark.usefixtures("agent_env")

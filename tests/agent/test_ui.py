@@ -11,7 +11,7 @@ from rich.console import Console
 
 from agent.slots import Slot
 from agent.ui import AgentView, build_table, eta_seconds, format_value, swept_parameters
-from sweeper.backends.base import Run, RunState, Sweep, SweepState
+from sweeper.models import Run, RunState, Sweep, SweepState
 
 NOW = datetime(2026, 1, 1, tzinfo=timezone.utc)
 SPEC: dict[str, Any] = {

@@ -10,8 +10,8 @@ import pytest
 from agent_testkit import FAKE, make_sweep
 
 from agent.worker import StopRequest, Worker, error_line, load_trainer
-from sweeper.backends.base import Control, RunState
 from sweeper.backends.local import LocalBackend
+from sweeper.models import Control, RunState
 from sweeper.paths import Home
 
 pytestmark = pytest.mark.usefixtures("agent_env")

@@ -19,7 +19,7 @@ import yaml
 from imagefolder import write_image_folder
 from PIL import Image
 
-from sweeper.backends.base import TERMINAL_RUN_STATES, Run, RunState
+from sweeper.models import TERMINAL_RUN_STATES, Run, RunState
 
 FAKE = "fake_trainer:train"
 #: Generous bound for a CLI command; they normally take a second or two.

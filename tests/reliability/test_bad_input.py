@@ -32,9 +32,9 @@ from reliability_kit import (
 from typer.testing import CliRunner
 
 from sweeper import engine
-from sweeper.backends.base import RunState
 from sweeper.backends.local import LocalBackend
 from sweeper.cli import app
+from sweeper.models import RunState
 from sweeper.paths import Home
 from sweeper.spec import SweepSpec, load_spec
 from trainer.config import TrainConfig

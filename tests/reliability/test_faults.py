@@ -39,8 +39,8 @@ from reliability_kit import (
 )
 
 from agent import run_agent
-from sweeper.backends.base import RunState, SweepState
 from sweeper.backends.local import LocalBackend
+from sweeper.models import RunState, SweepState
 from sweeper.paths import Home
 from sweeper.store import SCHEMA_VERSION
 from trainer import TrainConfig, TrainerError, train

@@ -17,8 +17,8 @@ from agent_testkit import make_sweep, runs_of, started_marks
 from reliability_kit import FAKE, assert_drained, states
 
 from agent import AgentSummary
-from sweeper.backends.base import RunState, SweepState
 from sweeper.backends.local import LocalBackend
+from sweeper.models import RunState, SweepState
 from sweeper.paths import Home
 
 AGENTS = 16

@@ -16,8 +16,8 @@ from typing import Any, Literal
 import pytest
 
 from reports import ReportData
-from sweeper.backends.base import Run, RunState, Sweep, SweepState
 from sweeper.backends.local import LocalBackend
+from sweeper.models import Run, RunState, Sweep, SweepState
 from sweeper.paths import Home
 from sweeper.spec import SweepSpec
 

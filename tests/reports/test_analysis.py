@@ -11,7 +11,7 @@ import pytest
 from reports import Reference, ReportData
 from reports.analysis import analyze, config_value, importance, metric_value, swept_parameters
 from reports.writers import json_safe
-from sweeper.backends.base import Run, RunState, Sweep
+from sweeper.models import Run, RunState, Sweep
 
 SPEC = {
     "name": "s",

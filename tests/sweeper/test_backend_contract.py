@@ -20,16 +20,11 @@ sys.path.insert(0, str(Path(__file__).parent))
 from fake_wandb import FakeWandb
 
 from reports.data import gather
-from sweeper.backends.base import (
-    MAX_CRASH_RETRIES,
-    Backend,
-    Control,
-    RunState,
-    SweepState,
-)
+from sweeper.backends.base import Backend
 from sweeper.backends.local import LocalBackend
 from sweeper.backends.wandb import WandbBackend
 from sweeper.errors import NotFoundError, SweeperError
+from sweeper.models import MAX_CRASH_RETRIES, Control, RunState, SweepState
 from sweeper.paths import Home
 from sweeper.spec import SweepSpec, parse_spec
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from sweeper import engine
-from sweeper.backends.base import RunState
 from sweeper.errors import SpecError
+from sweeper.models import RunState
 from sweeper.spec import flatten_config
 
 from .conftest import SEEDS_PARAMETERS, MakeSpec

@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from sweeper.backends.base import MAX_CRASH_RETRIES, RunState, SweepState
 from sweeper.backends.ledger import RunLedger
 from sweeper.errors import NotFoundError
+from sweeper.models import MAX_CRASH_RETRIES, RunState, SweepState
 from sweeper.store import Store
 
 SWEEP = "sweep001"

@@ -26,7 +26,6 @@ from fake_wandb import FakeHTTPError, FakeWandb, http_error
 from sweeper import store as store_module
 from sweeper.backends import open_backend
 from sweeper.backends import wandb as wandb_backend
-from sweeper.backends.base import Control, RunState, SweepState
 from sweeper.backends.wandb import (
     RunRecord,
     WandbBackend,
@@ -37,6 +36,7 @@ from sweeper.backends.wandb import (
 )
 from sweeper.cli import app
 from sweeper.errors import BackendError, NotFoundError, SpecError, SweeperError
+from sweeper.models import Control, RunState, SweepState
 from sweeper.paths import Home
 from sweeper.spec import SweepSpec, load_spec, parse_spec
 from sweeper.wandb_sync import read_run_record
