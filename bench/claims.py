@@ -25,8 +25,8 @@ warnings.filterwarnings("ignore", "Valid config keys have changed in V2", UserWa
 from threadpoolctl import threadpool_limits  # noqa: E402
 
 from sweeper import engine  # noqa: E402
-from sweeper.models import RunState  # noqa: E402
 from sweeper.backends.local import LocalBackend  # noqa: E402
+from sweeper.models import RunState  # noqa: E402
 from sweeper.paths import Home  # noqa: E402
 from sweeper.spec import SweepSpec  # noqa: E402
 
