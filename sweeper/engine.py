@@ -29,7 +29,8 @@ from threadpoolctl import threadpool_limits
 
 from sweeper.errors import SpecError
 from sweeper.models import RunState
-from sweeper.spec import SweepSpec, flatten_config
+from sweeper.run_config import flatten_config
+from sweeper.spec import SweepSpec
 
 if TYPE_CHECKING:
     from sweeps import SweepRun

@@ -174,6 +174,30 @@ class TrainConfig(BaseModel):
         return self.weights != "none"
 
 
+#: The fields that `cross_field_problems` reads: the spec validator tries their combinations.
+CROSS_FIELDS = ("mode", "model", "weights", "unfreeze_from", "freeze_fraction")
+#: Names people bring from other sweep scripts (the seed projects among them), by the field
+#: they mean, so a spec that uses one is told the name to write.
+PARAMETER_ALIASES = {
+    "learning_rate": "lr",
+    "batch": "batch_size",
+    "num_epochs": "epochs",
+    "optim": "optimizer",
+    "base_model": "model",
+    "architecture": "model",
+    "pretrained": "weights",
+    "strategy": "mode",
+    "num_filters": "filters",
+    "filter_size": "kernel_size",
+    "filter_org": "filter_growth",
+    "batch_normalization": "batch_norm",
+    "data_augmentation": "augment",
+    "augmentation": "augment",
+    "dense_layer_size": "dense_units",
+    "dropout_rate": "dropout",
+}
+
+
 def cross_field_problems(config: TrainConfig) -> list[str]:
     """Rules that involve more than one field; the spec validator applies them per combination."""
     problems: list[str] = []

@@ -52,7 +52,8 @@ from sweeper.backends.ledger import FINAL_SWEEP_STATES, Ended, RunLedger
 from sweeper.errors import BackendError, NotFoundError, SweeperError, did_you_mean
 from sweeper.models import Claim, Control, Run, RunState, Sweep, SweepState
 from sweeper.paths import Home
-from sweeper.spec import SweepSpec, flatten_config, parse_spec
+from sweeper.run_config import flatten_config
+from sweeper.spec import SweepSpec, parse_spec
 from sweeper.store import Store
 
 log = logging.getLogger(__name__)

@@ -10,7 +10,7 @@ import pytest
 from sweeper import engine
 from sweeper.errors import SpecError
 from sweeper.models import RunState
-from sweeper.spec import flatten_config
+from sweeper.run_config import flatten_config
 
 from .conftest import SEEDS_PARAMETERS, MakeSpec
 

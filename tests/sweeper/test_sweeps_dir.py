@@ -10,7 +10,8 @@ import pytest
 import sweeps
 import yaml
 
-from sweeper.spec import flatten_config, load_spec
+from sweeper.run_config import flatten_config
+from sweeper.spec import load_spec
 from trainer.config import TrainConfig
 
 SWEEPS_DIR = Path(__file__).resolve().parents[2] / "sweeps"

@@ -1,14 +1,11 @@
-"""Sweep spec loading and validation: a corpus of invalid specs, every W&B distribution form,
-nested parameters, and flatten_config on what wandb's own engine proposes."""
+"""`parse_spec` end to end: a corpus of invalid specs (every layer), every W&B distribution
+form the engine then samples, nested parameters, grid sizes, and any input gives a spec or
+a SpecError."""
 
 from __future__ import annotations
 
 import copy
-import inspect
-import math
 import random
-import re
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -18,19 +15,10 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sweeper import spec as spec_module
 from sweeper.errors import SpecError
-from sweeper.spec import (
-    CROSS_FIELDS,
-    MAX_COMBINATIONS,
-    SWEEP_METRICS,
-    SweepSpec,
-    flatten_config,
-    load_spec,
-    parse_spec,
-)
-from trainer.config import TrainConfig, cross_field_problems
-from trainer.result import EpochMetrics
+from sweeper.run_config import flatten_config
+from sweeper.spec import SweepSpec, parse_spec
+from trainer.config import TrainConfig
 
 BASE: dict[str, Any] = {
     "method": "bayes",
@@ -433,6 +421,7 @@ def test_invalid_combinations_are_capped_in_the_message() -> None:
 
 # --- valid specs ---------------------------------------------------------------------
 
+
 DISTRIBUTIONS = [
     pytest.param("seed", {"value": 7}, "constant", id="constant"),
     pytest.param(
@@ -581,11 +570,6 @@ def test_loss_metric_takes_wandbs_default_goal() -> None:
     assert spec.metric_goal == "minimize"
 
 
-def test_yaml_merge_keys_may_override() -> None:
-    text = make() + "  dropout:\n    <<: {value: 0.1}\n    value: 0.2\n"
-    assert parse_spec(text).raw["parameters"]["dropout"] == {"value": 0.2}
-
-
 @pytest.mark.parametrize(
     ("parameters", "size"),
     [
@@ -634,92 +618,23 @@ def test_parameter_space_describes_nested_leaves() -> None:
     assert space.parameter_space()["lr"].values == [0.001, 0.0001]
 
 
-def test_large_combination_products_are_capped(monkeypatch: pytest.MonkeyPatch) -> None:
-    calls: list[TrainConfig] = []
-
-    def counting(config: TrainConfig) -> list[str]:
-        calls.append(config)
-        return cross_field_problems(config)
-
-    monkeypatch.setattr(spec_module, "cross_field_problems", counting)
-    checkpoints = [f"ckpt/{i}.pt" for i in range(60)]
-    text = make(
-        {
-            "mode": {"values": ["partial", "full", "head"]},
-            "weights": {"values": checkpoints},
-            "freeze_fraction": {"values": [0.1, 0.2, 0.3, 0.4, 0.5]},
-        }
+def test_swept_parameters_are_the_schema_layers() -> None:
+    spec = parse_spec(
+        make(
+            {
+                "epochs": {"values": [5]},
+                "opt": {"parameters": {"momentum": {"min": 0.5, "max": 0.9}}},
+            }
+        )
     )
-    parse_spec(text)
-    assert 0 < len(calls) <= MAX_COMBINATIONS
-
-
-def test_cross_fields_cover_every_field_the_rules_read() -> None:
-    read = set(re.findall(r"config\.(\w+)", inspect.getsource(cross_field_problems)))
-    assert read <= set(CROSS_FIELDS)
-
-
-def test_sweep_metrics_are_epoch_metrics() -> None:
-    assert set(SWEEP_METRICS) <= set(EpochMetrics.model_fields)
-
-
-# --- files ---------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("content", "fragment"),
-    [
-        pytest.param(b"", "is empty", id="empty"),
-        pytest.param(b"# only a comment\n\n", "is empty", id="comment-only"),
-        pytest.param(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "binary file", id="binary"),
-        pytest.param(b"method: \xff\xfe bayes\n", "not UTF-8", id="not-utf8"),
-        pytest.param(b"- method: bayes\n- metric: x\n", "the top level is a list", id="list"),
-        pytest.param(b"just text", "the top level is 'just text'", id="scalar"),
-        pytest.param(
-            b"method: bayes\nmetric: {name: x\n", "line 3, column 1: not valid YAML", id="syntax"
-        ),
-        pytest.param(b"method: bayes\n\tmetric: x\n", "line 2, column 1: not valid YAML", id="tab"),
-        pytest.param(b"a: 1\n---\nb: 2\n", "not valid YAML", id="two-documents"),
-        pytest.param(b"a: &x [*x]\n", "a: nested too deeply", id="recursive-alias"),
-        pytest.param(b"[" * 5000, "not valid YAML", id="deep-nesting"),
-        pytest.param(b"x: !!python/object:os.system ls\n", "not valid YAML", id="python-tag"),
-        pytest.param(
-            b"a: 1\na: 2\n", "a (line 2, column 1): the key 'a' is given twice", id="duplicate"
-        ),
-    ],
-)
-def test_unreadable_files_are_spec_errors(tmp_path: Path, content: bytes, fragment: str) -> None:
-    path = tmp_path / "spec.yaml"
-    path.write_bytes(content)
-    with pytest.raises(SpecError) as caught:
-        load_spec(path)
-    assert caught.value.source == str(path)
-    assert fragment in str(caught.value), caught.value
-
-
-def test_missing_file_and_folder_are_spec_errors(tmp_path: Path) -> None:
-    with pytest.raises(SpecError, match="no such file"):
-        load_spec(tmp_path / "missing.yaml")
-    with pytest.raises(SpecError, match="is a folder"):
-        load_spec(tmp_path)
-
-
-def test_oversized_file_is_a_spec_error(tmp_path: Path) -> None:
-    path = tmp_path / "big.yaml"
-    path.write_bytes(b"# padding\n" * 200_000)
-    with pytest.raises(SpecError, match="larger than 1 MiB"):
-        load_spec(path)
-
-
-def test_load_spec_reads_a_file_with_a_bom(tmp_path: Path) -> None:
-    path = tmp_path / "spec.yaml"
-    path.write_bytes(b"\xef\xbb\xbf" + make().encode())
-    assert load_spec(path).raw == BASE
+    assert spec.swept_parameters() == ["lr", "momentum"]
 
 
 _KEYS = st.sampled_from(
     ["method", "metric", "parameters", "name", "lr", "values", "value", "min", "max", "x"]
 )
+
+
 _SCALARS = (
     st.none()
     | st.booleans()
@@ -727,6 +642,8 @@ _SCALARS = (
     | st.floats(allow_nan=False)
     | st.text(max_size=5)
 )
+
+
 _TREES = st.recursive(
     _SCALARS,
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_KEYS, inner, max_size=4),
@@ -755,60 +672,3 @@ def test_any_mapping_gives_a_spec_or_a_spec_error(
         parse_spec(yaml.safe_dump(data))
     except SpecError as e:
         assert e.problems
-
-
-# --- flatten_config ------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("method", ["grid", "random", "bayes"])
-def test_flatten_config_on_engine_proposals_with_nested_groups(method: str) -> None:
-    spec = parse_spec(
-        make(
-            {
-                "optimizer": {"value": "sgd"},
-                "opt": {
-                    "parameters": {
-                        "momentum": {"values": [0.8, 0.9]},
-                        "schedule": {
-                            "parameters": {
-                                "scheduler": {"value": "step"},
-                                "gamma": {"values": [0.1, 0.5]},
-                            }
-                        },
-                    }
-                },
-            },
-            method=method,
-        )
-    )
-    proposal = sweeps.next_run(spec.raw, [], validate=False)
-    assert proposal is not None
-    assert set(proposal.config["opt"]["value"]) == {"momentum", "schedule"}
-    flat = flatten_config(proposal.config)
-    assert set(flat) == {"data_dir", "lr", "optimizer", "momentum", "scheduler", "gamma"}
-    config = TrainConfig(**flat)
-    assert (config.optimizer, config.scheduler) == ("sgd", "step")
-    assert config.momentum in (0.8, 0.9)
-
-
-def test_flatten_config_accepts_plain_wandb_run_configs() -> None:
-    config = {
-        "_wandb": {"cli_version": "0.31"},
-        "lr": 0.1,
-        "opt": {"momentum": 0.9},
-        "seed": np.int64(3),
-    }
-    flat = flatten_config(config)
-    assert flat == {"lr": 0.1, "momentum": 0.9, "seed": 3}
-    assert type(flat["seed"]) is int
-
-
-def test_flatten_config_unwraps_engine_numpy_values() -> None:
-    flat = flatten_config({"lr": {"value": np.float64(0.5)}, "epochs": {"value": np.int64(2)}})
-    assert (type(flat["lr"]), type(flat["epochs"])) == (float, int)
-    assert math.isclose(flat["lr"], 0.5)
-
-
-def test_flatten_config_refuses_a_setting_given_twice() -> None:
-    with pytest.raises(SpecError, match="lr: given twice"):
-        flatten_config({"lr": {"value": 0.1}, "opt": {"value": {"lr": 0.2}}})

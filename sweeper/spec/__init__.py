@@ -1,0 +1,40 @@
+"""Sweep specs: a W&B sweep YAML, loaded and validated before anything is stored.
+
+The package's modules, one layer each:
+
+- `loading`: reading the file, PyYAML's safe loader with duplicate keys refused, plain data;
+- `schema`: W&B's own sweep-config schema, alone (usable for any W&B spec);
+- `trainer_layer`: every parameter name and value against `trainer.TrainConfig`;
+- `messages`: the sentences problems are written in;
+- `sweep_spec`: `SweepSpec` and `parse_spec` / `load_spec`, which run the layers.
+
+All problems are reported at once in one `SpecError`. `SweepSpec.raw` is the mapping
+exactly as loaded, so the engine sees what W&B would.
+
+>>> spec = parse_spec('''
+... method: grid
+... metric: {name: val_accuracy, goal: maximize}
+... parameters:
+...   data_dir: {value: data/inaturalist_12K}
+...   lr: {values: [0.001, 0.0001]}
+... ''')
+>>> spec.grid_size(), spec.swept_parameters()
+(2, ['lr'])
+"""
+
+from __future__ import annotations
+
+from sweeper.spec.schema import METHODS, swept_parameters, wandb_problems
+from sweeper.spec.sweep_spec import Parameter, SweepSpec, load_spec, parse_spec
+from sweeper.spec.trainer_layer import MAX_COMBINATIONS
+
+__all__ = [
+    "MAX_COMBINATIONS",
+    "METHODS",
+    "Parameter",
+    "SweepSpec",
+    "load_spec",
+    "parse_spec",
+    "swept_parameters",
+    "wandb_problems",
+]

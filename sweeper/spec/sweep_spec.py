@@ -1,0 +1,146 @@
+"""`SweepSpec`, the validated spec, and `parse_spec` / `load_spec`, which build it.
+
+Validation runs in layers, each its own module: loading (`loading`: safe YAML, plain
+data), W&B's schema (`schema`), then the trainer's settings (`trainer_layer`), then W&B's
+schema once more on the whole document. All problems of a layer are reported at once in
+one `SpecError`, W&B's before the trainer's.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from sweeper.errors import SpecError
+from sweeper.spec import schema
+from sweeper.spec.loading import load_yaml, plain_data_problems, read_text
+from sweeper.spec.messages import describe
+from sweeper.spec.trainer_layer import trainer_problems
+from trainer.config import TrainConfig
+
+
+class Parameter(BaseModel):
+    """One trainer setting of a spec's `parameters`, as wandb's engine sees it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str = Field(
+        description="The TrainConfig field (a nested group's label is not part of it)."
+    )
+    path: str = Field(description="Key path in the spec, e.g. 'parameters.lr'.")
+    distribution: str = Field(
+        description="W&B distribution: constant, categorical, int_uniform, uniform, ..."
+    )
+    config: dict[str, Any] = Field(
+        description="The parameter's mapping with W&B's defaults filled in."
+    )
+    count: int | None = Field(
+        None, description="Distinct values grid search enumerates; None when continuous."
+    )
+    values: list[Any] | None = Field(
+        None, description="Those values, when there are at most 10,000."
+    )
+
+
+class SweepSpec(BaseModel):
+    """A validated sweep spec. `raw` is the YAML mapping, unchanged, as W&B would get it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    raw: dict[str, Any]
+    source: str = Field(description="The file it came from, or '<string>'.")
+    name: str | None = None
+    method: Literal["bayes", "random", "grid"]
+    metric_name: str
+    metric_goal: Literal["maximize", "minimize"]
+    run_cap: int | None = None
+    early_terminate: dict[str, Any] | None = None
+    warnings: list[str] = Field(
+        default_factory=list,
+        description="What W&B accepts but warns about (deprecated distributions).",
+    )
+
+    def parameter_space(self) -> dict[str, Parameter]:
+        """Every trainer setting the spec gives, by TrainConfig field name, in spec order."""
+        leaves = schema.walk(self.raw.get("parameters"), "parameters", [])
+        space: dict[str, Parameter] = {}
+        for leaf in leaves:
+            variant = schema.leaf_variant(leaf)[0]
+            if variant is None:
+                raise SpecError(self.source, [f"{leaf.path}: not a valid W&B parameter"])
+            filled = schema.fill(leaf, variant)
+            distribution = variant.distribution
+            count, values = schema.grid_values(distribution, filled)
+            space[leaf.name] = Parameter(
+                name=leaf.name,
+                path=leaf.path,
+                distribution=distribution,
+                config=filled,
+                count=count,
+                values=values,
+            )
+        return space
+
+    def grid_size(self) -> int | None:
+        """Distinct configs when every parameter is discrete (as grid search counts them), else None.
+
+        int_uniform and q_uniform count as discrete, the way wandb's grid search expands them.
+        """
+        size = 1
+        for parameter in self.parameter_space().values():
+            if parameter.count is None:
+                return None
+            size *= parameter.count
+        return size
+
+    def swept_parameters(self) -> list[str]:
+        """Names of the parameters the spec varies, in spec order (`schema.swept_parameters`)."""
+        return schema.swept_parameters(self.raw.get("parameters"))
+
+
+def load_spec(path: str | Path) -> SweepSpec:
+    """Read and validate a sweep YAML file; raise `SpecError` listing every problem.
+
+    Missing files, folders, binary or non-UTF-8 files and files over 1 MiB are SpecErrors too.
+    """
+    return parse_spec(read_text(path), str(path))
+
+
+def parse_spec(text: str, source: str = "<string>") -> SweepSpec:
+    """Validate YAML text as a sweep spec; raise `SpecError` listing every problem."""
+    data = load_yaml(text, source)
+    if data is None:
+        raise SpecError(
+            source, ["is empty; expected a W&B sweep spec (method, metric, parameters)"]
+        )
+    if not isinstance(data, dict):
+        raise SpecError(
+            source,
+            [
+                f"the top level is {describe(data)}; expected a mapping with method, metric and parameters"
+            ],
+        )
+    problems = plain_data_problems(data)
+    if problems:
+        raise SpecError(source, problems)
+    checked = schema.check(data, settings=TrainConfig.model_fields)
+    problems = checked.problems + trainer_problems(data, checked)
+    if problems:
+        raise SpecError(source, problems)
+    problems = schema.document_problems(data)
+    if problems:
+        raise SpecError(source, problems)
+    metric = data["metric"]
+    return SweepSpec(
+        raw=data,
+        source=source,
+        name=data.get("name"),
+        method=data["method"],
+        metric_name=metric["name"],
+        metric_goal=metric.get("goal", schema.DEFAULT_GOAL),
+        run_cap=data.get("run_cap"),
+        early_terminate=data.get("early_terminate"),
+        warnings=checked.warnings,
+    )
