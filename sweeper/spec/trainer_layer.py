@@ -7,7 +7,7 @@ combination of the fields that rules between fields read (`trainer.config.CROSS_
 one the trainer can run. The metric must be one the trainer reports each epoch.
 
 >>> from sweeper.spec.schema import check
->>> data = {"method": "random", "metric": {"name": "val_accuracy"},
+>>> data = {"method": "random", "metric": {"name": "val_loss"},
 ...         "parameters": {"data_dir": {"value": "d"}, "lr": {"values": ["1e-3"]}}}
 >>> trainer_problems(data, check(data))
 ["parameters.lr.values[0]: '1e-3' is not a valid lr: Input should be a valid number (PyYAML reads a number without a decimal point, such as 1e-3, as text: write 1.0e-3)"]
