@@ -45,6 +45,11 @@ def visible_gpu_count() -> int:
     return int(torch.cuda.device_count())
 
 
+def default_gpus() -> str:
+    """What `--gpus` means when not given: every visible GPU, or the CPU when there is none."""
+    return "all" if visible_gpu_count() else "none"
+
+
 def _device_names(visible: int) -> list[str]:
     """What to put in a worker's CUDA_VISIBLE_DEVICES for each visible GPU index.
 

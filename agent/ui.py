@@ -19,27 +19,6 @@ from agent.slots import Slot
 from sweeper.models import Run, RunState, Sweep
 
 
-def swept_parameters(spec: Mapping[str, Any]) -> list[str]:
-    """Names of the parameters a sweep varies (not the fixed `value:` ones), nested included.
-
-    >>> swept_parameters({"parameters": {"lr": {"values": [1e-3, 1e-4]}, "data_dir": {"value": "d"}}})
-    ['lr']
-    """
-    names: list[str] = []
-
-    def walk(parameters: Mapping[str, Any]) -> None:
-        for name, body in parameters.items():
-            if not isinstance(body, Mapping):
-                continue
-            if isinstance(body.get("parameters"), Mapping):
-                walk(body["parameters"])
-            elif "value" not in body:
-                names.append(name)
-
-    walk(spec.get("parameters") or {})
-    return names
-
-
 def format_value(value: Any) -> str:
     """Short text for a config value: 1e-4 stays 0.0001, floats keep 4 significant digits.
 
@@ -91,7 +70,7 @@ def build_table(
     sweep: Sweep, slots: Sequence[Slot], assignments: Mapping[int, str | None], runs: Sequence[Run]
 ) -> Table:
     """The live table: one row per slot, with its run's swept config and progress."""
-    params = swept_parameters(sweep.spec)
+    params = sweep.swept_parameters()
     by_id = {r.id: r for r in runs}
     counts = {state.value: 0 for state in RunState}
     for each in runs:
@@ -135,7 +114,7 @@ class AgentView:
 
     def __init__(self, console: Console, sweep: Sweep, slots: Sequence[Slot]) -> None:
         self.console, self.sweep, self.slots = console, sweep, slots
-        self.params = swept_parameters(sweep.spec)
+        self.params = sweep.swept_parameters()
         self.live: Live | None = None
         self._seen_epochs: dict[str, int] = {}
         self._seen_state: dict[str, RunState] = {}

@@ -154,32 +154,8 @@ def _difference(a: dict[str, Any] | None, b: dict[str, Any] | None) -> dict[str,
 
 
 def swept_parameters(sweeps: Iterable[Sweep]) -> list[str]:
-    """Names of the parameters a sweep searches (more than one value), in spec order.
-
-    Nested parameter groups are walked; their leaves keep their own names, as
-    `sweeper.spec.flatten_config` gives them to the trainer.
-    """
-    names: list[str] = []
-
-    def walk(parameters: dict[str, Any]) -> None:
-        for name, entry in parameters.items():
-            if not isinstance(entry, dict):
-                continue
-            if isinstance(entry.get("parameters"), dict):
-                walk(entry["parameters"])
-                continue
-            values = entry.get("values")
-            searched = (
-                (isinstance(values, list) and len(values) > 1)
-                or "distribution" in entry
-                or "min" in entry
-            )
-            if searched and name not in names:
-                names.append(name)
-
-    for sweep in sweeps:
-        walk(sweep.spec.get("parameters") or {})
-    return names
+    """The parameters any of the sweeps varies (`Sweep.swept_parameters`), first seen first."""
+    return list(dict.fromkeys(name for sweep in sweeps for name in sweep.swept_parameters()))
 
 
 def _feature_columns(

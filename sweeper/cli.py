@@ -1,7 +1,11 @@
 """The `sweeper` command line: thin commands that parse, call one library function, render.
 
 Library code raises `SweeperError`; only `main` catches it, prints it as one paragraph on
-stderr and exits with its code (2), never with a traceback.
+stderr and exits with its code (2), never with a traceback. Off a terminal (a pipe, a CI
+log) nothing is hard-wrapped, so a message stays one greppable line.
+
+Every command module is imported on use, so `sweeper --help`, `ls` and `status` start
+without torch, wandb, the sweep engine or the report builder.
 """
 
 from __future__ import annotations
@@ -19,18 +23,31 @@ from rich.table import Table
 from typer.core import TyperGroup
 
 from sweeper import __version__
-from sweeper.backends import open_backend
-from sweeper.backends.base import Backend
-from sweeper.errors import NotFoundError, SpecError, SweeperError
-from sweeper.models import Run, RunState, Sweep, SweepState
+from sweeper.backends import (
+    BACKEND_NAMES,
+    current_id,
+    list_all,
+    locate,
+    open_backend,
+    pick_backend,
+)
+from sweeper.errors import SpecError, SweeperError
 from sweeper.paths import Home
-from sweeper.spec import load_spec
 
 if TYPE_CHECKING:
-    from sweeper.backends.local import LocalBackend
+    from sweeper.models import Run, Sweep
 
-out = Console()
-err = Console(stderr=True)
+
+def _console(stderr: bool = False) -> Console:
+    """A rich console that hard-wraps only on a terminal: in a pipe, rich would break lines
+    at 80 columns ("did you \\nmean"), which defeats grep and CI logs."""
+    console = Console(stderr=stderr)
+    console.soft_wrap = not console.is_terminal
+    return console
+
+
+out = _console()
+err = _console(stderr=True)
 
 
 class _Group(TyperGroup):
@@ -61,14 +78,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-BACKENDS = ("local", "wandb")
-
-
-class State:
-    """Options shared by every command (set by the callback)."""
-
-    home: Home = Home()
-
 
 def _version(value: bool) -> None:
     if value:
@@ -78,6 +87,7 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
+    ctx: typer.Context,
     home: Annotated[
         Path | None,
         typer.Option(
@@ -92,11 +102,13 @@ def _root(
         ),
     ] = False,
 ) -> None:
-    State.home = Home(home)
+    ctx.obj = Home(home)
 
 
-def _wandb() -> Backend:
-    return open_backend("wandb", State.home)
+def _home(ctx: typer.Context) -> Home:
+    """The home the root options chose (`--home`), kept on the root context."""
+    home = ctx.find_root().obj
+    return home if isinstance(home, Home) else Home()
 
 
 def _print_json(data: Any) -> None:
@@ -113,64 +125,6 @@ def _sweep_json(sweep: Sweep) -> dict[str, Any]:
     }
 
 
-def _local() -> LocalBackend:
-    """The local backend, whose store also keeps the current sweep and the W&B references."""
-    from sweeper.backends.local import LocalBackend
-
-    return LocalBackend(State.home)
-
-
-def _current_id(local: LocalBackend) -> str | None:
-    """The id of the last created sweep, kept in the local store whatever its backend."""
-    return local.store.get_current()
-
-
-def _current(local: LocalBackend, ref: str | None) -> Sweep:
-    """The local sweep named by `ref`, or the current one (the last created)."""
-    if ref:
-        return local.get_sweep(ref)
-    current = _current_id(local)
-    if current is None:
-        raise SweeperError(
-            "No sweep given and none created yet: run `sweeper create sweeps/head_bayes.yaml` first."
-        )
-    return local.get_sweep(current)
-
-
-def _locate(ref: str | None) -> tuple[Backend, Sweep]:
-    """The sweep named by `ref` (or the current one) and the backend that holds it: the
-    local store, or W&B for a sweep recorded as a W&B reference (or given as entity/project/id)."""
-    from sweeper.backends.wandb import recorded
-
-    local = _local()
-    target = ref or _current_id(local)
-    if target is not None and recorded(local.store, target):
-        wandb_backend = _wandb()
-        return wandb_backend, wandb_backend.get_sweep(target)
-    try:
-        return local, _current(local, ref)
-    except NotFoundError:
-        if target is not None and "/" in target:
-            wandb_backend = _wandb()
-            return wandb_backend, wandb_backend.get_sweep(target)
-        raise
-
-
-def _pick_backend(requested: str | None) -> tuple[str, str]:
-    """The backend to create a sweep on, and why it was chosen."""
-    from sweeper.backends.wandb import api_key
-
-    if requested is not None:
-        if requested not in BACKENDS:
-            raise SweeperError(
-                f"Unknown backend {requested!r}: expected one of {', '.join(BACKENDS)}."
-            )
-        return requested, "--backend"
-    if api_key():
-        return "wandb", "a W&B API key is configured"
-    return "local", "no W&B API key is configured"
-
-
 @app.command()
 def validate(
     files: Annotated[list[Path], typer.Argument(help="Sweep YAML files.", show_default=False)],
@@ -182,6 +136,8 @@ def validate(
 
     Example: sweeper validate sweeps/*.yaml
     """
+    from sweeper.spec import load_spec
+
     results: list[dict[str, Any]] = []
     for file in files:
         try:
@@ -205,6 +161,7 @@ def validate(
 
 @app.command()
 def create(
+    ctx: typer.Context,
     file: Annotated[Path, typer.Argument(help="Sweep YAML file.", show_default=False)],
     name: Annotated[
         str | None,
@@ -216,7 +173,7 @@ def create(
         str | None,
         typer.Option(
             "--backend",
-            help="local or wandb (default: wandb when an API key is configured, else local).",
+            help=f"{' or '.join(BACKEND_NAMES)} (default: wandb when an API key is configured, else local).",
         ),
     ] = None,
     entity: Annotated[
@@ -243,14 +200,16 @@ def create(
 
     Example: sweeper create sweeps/head_bayes.yaml --name head-r50
     """
+    from sweeper.spec import load_spec
+
     spec = load_spec(file)
-    chosen, why = _pick_backend(backend)
+    chosen, why = pick_backend(backend)
     if chosen != "wandb" and (entity or project):
         raise SweeperError(
             "--entity and --project are for W&B sweeps; add --backend wandb (and log in with "
             "`wandb login` or WANDB_API_KEY)."
         )
-    opened = open_backend(chosen, State.home, entity=entity, project=project)
+    opened = open_backend(chosen, _home(ctx), entity=entity, project=project)
     sweep = opened.create_sweep(spec, name=name or spec.name or file.stem)
     if as_json:
         _print_json(_sweep_json(sweep))
@@ -266,6 +225,7 @@ def create(
 
 @app.command("ls")
 def list_sweeps(
+    ctx: typer.Context,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print a list of sweep objects with run counts.")
     ] = False,
@@ -274,13 +234,8 @@ def list_sweeps(
 
     Example: sweeper ls --json
     """
-    from sweeper.backends.wandb import recorded
-
-    backend = _local()
-    sweeps = backend.list_sweeps()
-    if recorded(backend.store):
-        sweeps = sorted(sweeps + _wandb().list_sweeps(), key=lambda s: s.created_at, reverse=True)
-    current = _current_id(backend)
+    sweeps = list_all(_home(ctx))
+    current = current_id(_home(ctx))
     if as_json:
         _print_json([{**_sweep_json(s), "runs": s.run_counts} for s in sweeps])
         return
@@ -330,24 +285,9 @@ def _duration(run: Run) -> str:
     return f"{(end - run.started_at).total_seconds():.0f}s"
 
 
-def _swept(sweep: Sweep) -> list[str]:
-    """Parameters the spec varies, in spec order: the columns worth showing."""
-    params = sweep.spec.get("parameters", {})
-    names: list[str] = []
-    for key, value in params.items():
-        if isinstance(value, dict) and "parameters" in value:
-            names.extend(
-                k
-                for k, v in value["parameters"].items()
-                if isinstance(v, dict) and "value" not in v
-            )
-        elif isinstance(value, dict) and "value" not in value:
-            names.append(key)
-    return names
-
-
 @app.command()
 def status(
+    ctx: typer.Context,
     sweep: Annotated[
         str | None, typer.Argument(help="Sweep id or name (default: the current sweep).")
     ] = None,
@@ -359,7 +299,7 @@ def status(
 
     Example: sweeper status --json
     """
-    backend, found = _locate(sweep)
+    backend, found = locate(_home(ctx), sweep)
     runs = backend.list_runs(found.id, with_history=False)
     if as_json:
         _print_json({**_sweep_json(found), "runs": [_run_json(r) for r in runs]})
@@ -375,7 +315,7 @@ def status(
     )
     if not runs:
         return
-    swept = _swept(found)
+    swept = found.swept_parameters()
     # Optional columns only when some run has a value, so the table fits an 80-column terminal.
     has_test = any(r.summary.get("test_accuracy") is not None for r in runs)
     has_reason = any(r.reason for r in runs)
@@ -391,16 +331,16 @@ def status(
     if has_reason:
         table.add_column("reason")
     styles = {
-        RunState.finished: "green",
-        RunState.failed: "red",
-        RunState.crashed: "red",
-        RunState.running: "cyan",
+        "finished": "green",
+        "failed": "red",
+        "crashed": "red",
+        "running": "cyan",
     }
     for r in runs:
         test = r.summary.get("test_accuracy")
         cells = [
             r.id,
-            f"[{styles.get(r.state, 'white')}]{r.state.value}[/]",
+            f"[{styles.get(r.state.value, 'white')}]{r.state.value}[/]",
             *(escape(str(r.config.get(p, ""))) for p in swept),
             "" if r.metric is None else f"{r.metric:.4f}",
         ]
@@ -413,14 +353,17 @@ def status(
     out.print(table)
 
 
-def _set_state(sweep: str | None, state: SweepState, verb: str) -> None:
-    backend, current = _locate(sweep)
-    found = backend.set_sweep_state(current.id, state)
+def _set_state(ctx: typer.Context, sweep: str | None, state: str, verb: str) -> None:
+    from sweeper.models import SweepState
+
+    backend, current = locate(_home(ctx), sweep)
+    found = backend.set_sweep_state(current.id, SweepState(state))
     out.print(f"Sweep [bold]{found.id}[/bold] {verb}: now {found.state.value}.", highlight=False)
 
 
 @app.command()
 def pause(
+    ctx: typer.Context,
     sweep: Annotated[
         str | None, typer.Argument(help="Sweep id or name (default: current).")
     ] = None,
@@ -429,11 +372,12 @@ def pause(
 
     Example: sweeper pause
     """
-    _set_state(sweep, SweepState.paused, "paused")
+    _set_state(ctx, sweep, "paused", "paused")
 
 
 @app.command()
 def resume(
+    ctx: typer.Context,
     sweep: Annotated[
         str | None, typer.Argument(help="Sweep id or name (default: current).")
     ] = None,
@@ -442,11 +386,12 @@ def resume(
 
     Example: sweeper resume && sweeper agent --gpus all
     """
-    _set_state(sweep, SweepState.running, "resumed")
+    _set_state(ctx, sweep, "running", "resumed")
 
 
 @app.command()
 def cancel(
+    ctx: typer.Context,
     sweep: Annotated[
         str | None, typer.Argument(help="Sweep id or name (default: current).")
     ] = None,
@@ -455,17 +400,12 @@ def cancel(
 
     Example: sweeper cancel abc12345
     """
-    _set_state(sweep, SweepState.canceled, "canceled")
-
-
-def _visible_gpus() -> int:
-    import torch  # imported here: every other command starts without it
-
-    return torch.cuda.device_count()
+    _set_state(ctx, sweep, "canceled", "canceled")
 
 
 @app.command()
 def agent(
+    ctx: typer.Context,
     sweep: Annotated[
         str | None, typer.Argument(help="Sweep id or name (default: the current sweep).")
     ] = None,
@@ -508,13 +448,14 @@ def agent(
     Example: sweeper agent --gpus 0,1 --per-gpu 2
     """
     from agent import run_agent
+    from agent.slots import default_gpus
 
-    _, found = _locate(sweep)
+    _, found = locate(_home(ctx), sweep)
     summary = run_agent(
         found.id,
-        home=State.home,
+        home=_home(ctx),
         backend=found.backend,
-        gpus=gpus or ("all" if _visible_gpus() else "none"),
+        gpus=gpus or default_gpus(),
         per_gpu=per_gpu,
         count=count,
         max_failures=max_failures,
@@ -528,6 +469,7 @@ def agent(
 
 @app.command()
 def report(
+    ctx: typer.Context,
     sweeps: Annotated[
         list[str] | None,
         typer.Argument(help="Sweep ids or names (default: the current sweep).", show_default=False),
@@ -564,10 +506,10 @@ def report(
     if unknown or not chosen:
         raise SweeperError(f"--format takes md, html and json, comma-separated; got {formats!r}.")
     # Every sweep of one report lives on the backend of the first one named.
-    backend, first = _locate(sweeps[0] if sweeps else None)
+    backend, first = locate(_home(ctx), sweeps[0] if sweeps else None)
     found = [first, *(backend.get_sweep(ref) for ref in (sweeps or [])[1:])]
     ids = [s.id for s in found]
-    out_dir = output or State.home.report_dir("-".join(ids))
+    out_dir = output or _home(ctx).report_dir("-".join(ids))
     result = build_report(backend, ids, baseline=baseline, out_dir=out_dir, formats=chosen)
     if as_json:
         _print_json(result.report)
@@ -582,6 +524,7 @@ def report(
 
 @app.command()
 def sync(
+    ctx: typer.Context,
     sweep: Annotated[
         str | None,
         typer.Argument(help="Sweep id or name (default: every local sweep's runs)."),
@@ -608,7 +551,7 @@ def sync(
     from sweeper.wandb_sync import sync_offline_runs
 
     result = sync_offline_runs(
-        State.home, sweep=sweep, entity=entity, project=project, dry_run=dry_run
+        _home(ctx), sweep=sweep, entity=entity, project=project, dry_run=dry_run
     )
     if as_json:
         _print_json(result.model_dump(mode="json"))

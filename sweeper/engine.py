@@ -9,6 +9,9 @@ human sentence saying why a run should stop.
 On top of the engine it adds one guarantee W&B's bayes and random search lack: on a
 discrete space (every parameter a `value` or a list of `values`) a config that already
 ran or is running is never proposed again.
+
+The engine (and scipy and scikit-learn with it, 1.5 s) is imported on the first call, not
+with this module: `sweeper ls` and `status` open the backends but never propose.
 """
 
 from __future__ import annotations
@@ -21,19 +24,16 @@ import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import sweeps
-from jsonschema import ValidationError
 from pydantic import BaseModel, Field
-from sklearn.exceptions import ConvergenceWarning
-from threadpoolctl import threadpool_limits
 
 from sweeper.errors import SpecError
 from sweeper.models import RunState
 from sweeper.run_config import flatten_config
-from sweeper.spec import SweepSpec
 
 if TYPE_CHECKING:
     from sweeps import SweepRun
+
+    from sweeper.spec import SweepSpec
 
 _T = TypeVar("_T")
 
@@ -196,6 +196,8 @@ def best_metric(
 
 def to_sweep_run(run: EngineRun, spec: SweepSpec) -> SweepRun:
     """The engine's view of a stored run; its summary metric is the best epoch, not the last."""
+    import sweeps
+
     best = best_metric(run.history, spec.metric_name, spec.metric_goal, start=run.metric)
     return sweeps.SweepRun(
         name=run.id,
@@ -222,6 +224,10 @@ def propose(spec: SweepSpec, runs: Sequence[EngineRun]) -> Proposal | Exhausted:
     Raises:
         SpecError: the engine cannot run this spec.
     """
+    import sweeps
+    from sklearn.exceptions import ConvergenceWarning
+    from threadpoolctl import threadpool_limits
+
     parameters: Mapping[str, Any] = spec.raw.get("parameters") or {}
     space = discrete_space(parameters)
     # A crashed run's config lives on in its re-queued retry, which is itself a run.
@@ -284,6 +290,8 @@ def _exhausted(spec: SweepSpec, count: int) -> Exhausted:
 
 
 def _call(spec: SweepSpec, call: Callable[[], _T]) -> _T:
+    from jsonschema import ValidationError
+
     try:
         return call()
     except (*_ENGINE_ERRORS, ValidationError) as e:
@@ -300,6 +308,8 @@ def stop_reason(spec: SweepSpec, runs: Sequence[EngineRun], run_id: str) -> str 
     """
     if spec.early_terminate is None:
         return None
+    import sweeps
+
     engine_runs = [to_sweep_run(r, spec) for r in runs]
     to_stop = _call(
         spec, lambda: sweeps.stop_runs(_engine_config(spec), engine_runs, validate=False)

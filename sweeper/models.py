@@ -62,6 +62,23 @@ class Sweep(BaseModel):
     created_at: datetime
     run_counts: dict[str, int] = Field(default_factory=dict, description="Runs by state.")
 
+    def swept_parameters(self) -> list[str]:
+        """Names of the parameters the sweep varies, in spec order: the columns worth showing.
+
+        The one definition, `sweeper.spec.swept_parameters`: nested groups walked, a
+        parameter with one value (`value:`, or `values:` of one element) fixed. It reads the
+        stored mapping, so a W&B sweep made outside sweeper answers too.
+
+        >>> Sweep(id="s", name="s", backend="local", state="running", method="grid",
+        ...       metric_name="val_loss", metric_goal="minimize", created_at=datetime.now(),
+        ...       spec={"parameters": {"lr": {"values": [0.1, 0.01]}, "epochs": {"value": 5}}},
+        ... ).swept_parameters()
+        ['lr']
+        """
+        from sweeper.spec.swept import swept_parameters
+
+        return swept_parameters(self.spec.get("parameters"))
+
 
 class Run(BaseModel):
     """One training run of a sweep."""

@@ -6,10 +6,9 @@ controller handed out; the result is `Run.config`, the trainer's settings by nam
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
 from typing import Any
-
-import numpy as np
 
 from sweeper.errors import SpecError
 
@@ -43,4 +42,7 @@ def _flatten_into(flat: dict[str, Any], key: str, value: Any) -> None:
         raise SpecError(
             "<run config>", [f"{key}: given twice in the run config, so it cannot be flattened"]
         )
-    flat[key] = value.item() if isinstance(value, np.generic) else value
+    # Only the engine makes numpy scalars, so without numpy loaded there are none: `sweeper
+    # status` flattens W&B run configs without paying for the import.
+    numpy = sys.modules.get("numpy")
+    flat[key] = value.item() if numpy is not None and isinstance(value, numpy.generic) else value

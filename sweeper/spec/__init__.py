@@ -6,7 +6,10 @@ The package's modules, one layer each:
 - `schema`: W&B's own sweep-config schema, alone (usable for any W&B spec);
 - `trainer_layer`: every parameter name and value against `trainer.TrainConfig`;
 - `messages`: the sentences problems are written in;
+- `swept`: which parameters a spec varies (the one definition);
 - `sweep_spec`: `SweepSpec` and `parse_spec` / `load_spec`, which run the layers.
+
+Importing the package is light (pydantic only): the layers load when a spec is validated.
 
 All problems are reported at once in one `SpecError`. `SweepSpec.raw` is the mapping
 exactly as loaded, so the engine sees what W&B would.
@@ -24,17 +27,7 @@ exactly as loaded, so the engine sees what W&B would.
 
 from __future__ import annotations
 
-from sweeper.spec.schema import METHODS, swept_parameters, wandb_problems
 from sweeper.spec.sweep_spec import Parameter, SweepSpec, load_spec, parse_spec
-from sweeper.spec.trainer_layer import MAX_COMBINATIONS
+from sweeper.spec.swept import swept_parameters
 
-__all__ = [
-    "MAX_COMBINATIONS",
-    "METHODS",
-    "Parameter",
-    "SweepSpec",
-    "load_spec",
-    "parse_spec",
-    "swept_parameters",
-    "wandb_problems",
-]
+__all__ = ["Parameter", "SweepSpec", "load_spec", "parse_spec", "swept_parameters"]

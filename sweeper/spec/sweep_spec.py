@@ -4,6 +4,10 @@ Validation runs in layers, each its own module: loading (`loading`: safe YAML, p
 data), W&B's schema (`schema`), then the trainer's settings (`trainer_layer`), then W&B's
 schema once more on the whole document. All problems of a layer are reported at once in
 one `SpecError`, W&B's before the trainer's.
+
+The layers are imported when a spec is validated, not with this module: a stored spec
+(`SweepSpec.model_validate_json`) needs none of them, and `sweeper ls` and `status`
+should not pay for jsonschema and W&B's schema file.
 """
 
 from __future__ import annotations
@@ -14,11 +18,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from sweeper.errors import SpecError
-from sweeper.spec import schema
-from sweeper.spec.loading import load_yaml, plain_data_problems, read_text
-from sweeper.spec.messages import describe
-from sweeper.spec.trainer_layer import trainer_problems
-from trainer.config import TrainConfig
+from sweeper.spec.swept import swept_parameters
 
 
 class Parameter(BaseModel):
@@ -64,6 +64,8 @@ class SweepSpec(BaseModel):
 
     def parameter_space(self) -> dict[str, Parameter]:
         """Every trainer setting the spec gives, by TrainConfig field name, in spec order."""
+        from sweeper.spec import schema
+
         leaves = schema.walk(self.raw.get("parameters"), "parameters", [])
         space: dict[str, Parameter] = {}
         for leaf in leaves:
@@ -96,8 +98,8 @@ class SweepSpec(BaseModel):
         return size
 
     def swept_parameters(self) -> list[str]:
-        """Names of the parameters the spec varies, in spec order (`schema.swept_parameters`)."""
-        return schema.swept_parameters(self.raw.get("parameters"))
+        """Names of the parameters the spec varies, in spec order (`sweeper.spec.swept`)."""
+        return swept_parameters(self.raw.get("parameters"))
 
 
 def load_spec(path: str | Path) -> SweepSpec:
@@ -105,11 +107,19 @@ def load_spec(path: str | Path) -> SweepSpec:
 
     Missing files, folders, binary or non-UTF-8 files and files over 1 MiB are SpecErrors too.
     """
+    from sweeper.spec.loading import read_text
+
     return parse_spec(read_text(path), str(path))
 
 
 def parse_spec(text: str, source: str = "<string>") -> SweepSpec:
     """Validate YAML text as a sweep spec; raise `SpecError` listing every problem."""
+    from sweeper.spec import schema
+    from sweeper.spec.loading import load_yaml, plain_data_problems
+    from sweeper.spec.messages import describe
+    from sweeper.spec.trainer_layer import trainer_problems
+    from trainer.config import TrainConfig
+
     data = load_yaml(text, source)
     if data is None:
         raise SpecError(

@@ -1,8 +1,10 @@
-"""User stories through the CLI: validate, create, ls, status, pause/resume/cancel."""
+"""User stories through the CLI: validate, create, ls, status, pause/resume/cancel; what a
+command imports, and errors in a pipe."""
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +15,9 @@ from typer.testing import CliRunner
 from sweeper.cli import app
 
 runner = CliRunner()
+REPO = Path(__file__).resolve().parents[2]
+#: Modules a command that neither trains, reports nor talks to W&B must not import.
+HEAVY = ("torch", "wandb", "scipy", "sklearn", "sweeps", "pandas", "jinja2", "reports", "agent")
 
 GRID = """\
 name: tiny-grid
@@ -189,3 +194,44 @@ def test_home_option_moves_the_store(spec_file: Path, tmp_path: Path) -> None:
     code, _, _ = invoke("--home", str(home), "create", str(spec_file))
     assert code == 0
     assert (home / "store.db").exists()
+
+
+def run_cli(*args: str, code: str | None = None) -> subprocess.CompletedProcess[str]:
+    """`python -m sweeper ARGS` (or `python -c CODE ARGS`) as a user runs it: a fresh process
+    whose output is a pipe, this worktree first on the path, no COLUMNS."""
+    env = {key: value for key, value in os.environ.items() if key != "COLUMNS"}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    argv = ["-c", code, *args] if code else ["-m", "sweeper", *args]
+    return subprocess.run([sys.executable, *argv], capture_output=True, text=True, env=env)
+
+
+_IMPORTED = """
+import json, sys
+from sweeper.cli import main
+sys.argv = ["sweeper", *sys.argv[1:]]
+try:
+    main()
+except SystemExit:
+    pass
+print(json.dumps(sorted(m for m in {heavy!r} if m in sys.modules)), file=sys.stderr)
+"""
+
+
+@pytest.mark.parametrize("args", [["--help"], ["ls"], ["status"], ["validate", "SPEC"]])
+def test_light_commands_import_no_heavy_module(args: list[str], spec_file: Path) -> None:
+    invoke("create", str(spec_file))
+    argv = [str(spec_file) if a == "SPEC" else a for a in args]
+    completed = run_cli(*argv, code=_IMPORTED.format(heavy=HEAVY))
+    assert json.loads(completed.stderr.splitlines()[-1]) == [], completed.stderr
+
+
+@pytest.mark.parametrize("command", ["validate", "create"])
+def test_errors_are_not_hard_wrapped_in_a_pipe(command: str, bad_spec: Path) -> None:
+    completed = run_cli(command, str(bad_spec))
+    assert completed.returncode == 2
+    problem = (
+        "parameters.dropuot: 'dropuot' is not a trainer setting (did you mean \"dropout\"?); "
+        "parameter names are TrainConfig fields (trainer/config.py)"
+    )
+    assert len(problem) > 80
+    assert problem in completed.stderr.splitlines()[-1], completed.stderr

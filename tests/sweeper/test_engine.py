@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import sweeps
 
 from sweeper import engine
 from sweeper.errors import SpecError
@@ -142,7 +143,6 @@ def test_fallback_pick_is_recorded_in_search_info(
     spec = make_spec({"a": {"values": [1, 2, 3]}}, method="random")
     monkeypatch.setattr(engine.random, "choice", lambda items: items[0])
     # Two used configs out of three: the engine will often repeat one; force it to.
-    sweeps = engine.sweeps
     monkeypatch.setattr(
         sweeps, "next_run", lambda *a, **k: sweeps.SweepRun(config={"a": {"value": 1}})
     )

@@ -1,5 +1,5 @@
 """W&B's schema layer alone: its file read without the engine, specs whose parameters are
-the user's own, and the one definition of a swept parameter."""
+the user's own."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 import sweeps
 
-from sweeper.spec import loading, messages, schema, swept_parameters, wandb_problems
-from sweeper.spec.schema import SCHEMA, schema_path
+from sweeper.spec import loading, messages, schema
+from sweeper.spec.schema import SCHEMA, schema_path, wandb_problems
 
 
 def program_spec(**parameters: Any) -> dict[str, Any]:
@@ -94,43 +94,3 @@ def test_deprecated_distributions_warn_in_wandbs_words() -> None:
     assert problems == []
     assert len(warnings) == 1
     assert warnings[0].startswith("parameters.lr: uses log_uniform")
-
-
-@pytest.mark.parametrize(
-    ("parameters", "swept"),
-    [
-        pytest.param({"lr": {"values": [0.1, 0.01]}}, ["lr"], id="values"),
-        pytest.param({"lr": {"value": 0.1}}, [], id="value-is-fixed"),
-        pytest.param({"lr": {"values": [0.1]}}, [], id="one-value-is-fixed"),
-        pytest.param(
-            {"lr": {"distribution": "constant", "value": 0.1}}, [], id="constant-is-fixed"
-        ),
-        pytest.param({"lr": {"min": 0.0, "max": 1.0}}, ["lr"], id="bounds"),
-        pytest.param(
-            {"lr": {"distribution": "normal", "mu": 0, "sigma": 1}}, ["lr"], id="distribution"
-        ),
-        pytest.param(
-            {
-                "a": {
-                    "parameters": {
-                        "b": {"parameters": {"lr": {"values": [1, 2]}, "x": {"value": 1}}}
-                    }
-                }
-            },
-            ["lr"],
-            id="nested-recursive",
-        ),
-        pytest.param(
-            {"lr": {"values": [1, 2]}, "g": {"parameters": {"lr": {"values": [3, 4]}}}},
-            ["lr"],
-            id="once-each",
-        ),
-        pytest.param({"lr": 0.1, "x": None}, [], id="malformed-skipped"),
-    ],
-)
-def test_swept_parameters(parameters: dict[str, Any], swept: list[str]) -> None:
-    assert swept_parameters(parameters) == swept
-
-
-def test_swept_parameters_of_no_mapping_is_empty() -> None:
-    assert swept_parameters(None) == []

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from sweeper.spec import MAX_COMBINATIONS, trainer_layer
+from sweeper.spec import trainer_layer
 from sweeper.spec.schema import check
-from sweeper.spec.trainer_layer import metric_problems, trainer_problems
+from sweeper.spec.trainer_layer import MAX_COMBINATIONS, metric_problems, trainer_problems
 from trainer.config import TrainConfig, cross_field_problems
 
 
