@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from agent.slots import Slot, parse_slots
+from agent import slots
+from agent.slots import Slot, default_gpus, parse_slots
 from sweeper.errors import AgentError
 
 
@@ -72,3 +73,11 @@ def test_visible_count_comes_from_torch(monkeypatch: pytest.MonkeyPatch) -> None
     assert [s.label for s in parse_slots("all")] == ["cuda:0", "cuda:1"]
     with pytest.raises(AgentError, match="GPU 2 requested but 2 GPUs visible"):
         parse_slots("2")
+
+
+@pytest.mark.parametrize(("visible", "default"), [(0, "none"), (2, "all")])
+def test_default_gpus_is_every_visible_gpu_or_the_cpu(
+    monkeypatch: pytest.MonkeyPatch, visible: int, default: str
+) -> None:
+    monkeypatch.setattr(slots, "visible_gpu_count", lambda: visible)
+    assert default_gpus() == default
