@@ -28,6 +28,7 @@ from sweeper.backends import (
     current_id,
     list_all,
     locate,
+    locate_all,
     open_backend,
     pick_backend,
 )
@@ -505,9 +506,7 @@ def report(
     unknown = chosen - {"md", "html", "json"}
     if unknown or not chosen:
         raise SweeperError(f"--format takes md, html and json, comma-separated; got {formats!r}.")
-    # Every sweep of one report lives on the backend of the first one named.
-    backend, first = locate(_home(ctx), sweeps[0] if sweeps else None)
-    found = [first, *(backend.get_sweep(ref) for ref in (sweeps or [])[1:])]
+    backend, found = locate_all(_home(ctx), sweeps or [])
     ids = [s.id for s in found]
     out_dir = output or _home(ctx).report_dir("-".join(ids))
     result = build_report(backend, ids, baseline=baseline, out_dir=out_dir, formats=chosen)

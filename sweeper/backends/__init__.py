@@ -2,14 +2,15 @@
 
 `open_backend` opens one by name; `pick_backend` chooses the one a new sweep goes to;
 `locate` finds the backend that holds a sweep named by id, name or prefix (or the
-current sweep, the last created); `list_all` lists every sweep that this home knows.
-The local store keeps the current sweep and the references of W&B sweeps, so all of
-this works offline. Backends are imported on use: each pulls in heavy modules (the
-engine, wandb) that `sweeper --help` should not pay for.
+current sweep, the last created), `locate_all` several sweeps on one backend; `list_all`
+lists every sweep that this home knows. The local store keeps the current sweep and the
+references of W&B sweeps, so all of this works offline. Backends are imported on use:
+each pulls in heavy modules (the engine, wandb) that `sweeper --help` should not pay for.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from sweeper.errors import BackendError, NotFoundError, SweeperError, did_you_mean
@@ -106,6 +107,13 @@ def locate(home: Home, ref: str | None) -> tuple[Backend, Sweep]:
             remote = open_backend("wandb", home)
             return remote, remote.get_sweep(target)
         raise
+
+
+def locate_all(home: Home, refs: Sequence[str]) -> tuple[Backend, list[Sweep]]:
+    """The sweeps named by `refs` (the current one when there are none), all on the backend
+    that holds the first: one report reads one backend."""
+    backend, first = locate(home, refs[0] if refs else None)
+    return backend, [first, *(backend.get_sweep(ref) for ref in refs[1:])]
 
 
 def list_all(home: Home) -> list[Sweep]:

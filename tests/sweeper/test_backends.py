@@ -5,7 +5,14 @@ from __future__ import annotations
 
 import pytest
 
-from sweeper.backends import BACKEND_NAMES, current_id, list_all, locate, pick_backend
+from sweeper.backends import (
+    BACKEND_NAMES,
+    current_id,
+    list_all,
+    locate,
+    locate_all,
+    pick_backend,
+)
 from sweeper.backends.local import LocalBackend
 from sweeper.errors import NotFoundError, SweeperError
 from sweeper.paths import Home
@@ -55,3 +62,12 @@ def test_locate_finds_the_current_sweep_and_one_by_prefix(
 def test_list_all_is_newest_first(backend: LocalBackend, make_spec: MakeSpec) -> None:
     ids = [backend.create_sweep(make_spec({"lr": {"values": [0.1, 0.01]}})).id for _ in range(3)]
     assert [s.id for s in list_all(Home())] == ids[::-1]
+
+
+def test_locate_all_reads_the_named_sweeps_or_the_current_one(
+    backend: LocalBackend, make_spec: MakeSpec
+) -> None:
+    a, b = (backend.create_sweep(make_spec({"lr": {"values": [0.1, 0.01]}})) for _ in range(2))
+    backend.store.set_current(b.id)
+    assert [s.id for s in locate_all(Home(), [a.id, b.id])[1]] == [a.id, b.id]
+    assert [s.id for s in locate_all(Home(), [])[1]] == [b.id]
