@@ -70,6 +70,7 @@ def schema_path() -> Path:
 def _fill_defaults(
     validator: Any, properties: dict[str, Any], instance: Any, schema: dict[str, Any]
 ) -> Iterator[jsonschema.ValidationError]:
+    """Draft 7's `properties` check; when it passes, the properties' defaults are set."""
     errored = False
     for error in validators.Draft7Validator.VALIDATORS["properties"](
         validator, properties, instance, schema
