@@ -12,10 +12,10 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from imagefolder import write_image_folder
 from PIL import Image
 
 import trainer.data as data
+from tests.imagefolder import write_image_folder
 from trainer.config import IMAGENET_MEAN, IMAGENET_STD, TrainConfig
 from trainer.data import (
     ImageTensors,
