@@ -16,15 +16,9 @@ from collections.abc import Iterable, Iterator
 import torch
 from torch import Tensor, nn
 
+from trainer.augment import normalize
 from trainer.config import TrainConfig
-from trainer.data import (
-    DataSplits,
-    EpochBatchSampler,
-    EpochLoader,
-    ImageTensors,
-    make_loader,
-    normalize,
-)
+from trainer.data import DataSplits, ImageTensors
 from trainer.device import Precision
 from trainer.features import (
     MAX_CACHE_BYTES,
@@ -33,6 +27,7 @@ from trainer.features import (
     feature_shape,
 )
 from trainer.imagecache import resolve_cache_dir
+from trainer.loader import EpochBatchSampler, EpochLoader, make_loader
 from trainer.models import weights_identity
 from trainer.strategies import Strategy
 
