@@ -1,16 +1,18 @@
-"""Fixtures shared by every test package: an isolated environment and small image datasets."""
+"""Fixtures shared by every test package: an isolated environment, small image datasets and
+the environment agent workers need to run the test trainers."""
 
 from __future__ import annotations
 
-import sys
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-sys.path.append(str(Path(__file__).parent))
+from tests.imagefolder import write_image_folder
 
-from imagefolder import write_image_folder
+#: The project root: workers import the test trainers from it as `tests.<folder>.<module>`.
+ROOT = Path(__file__).parents[1]
 
 
 @pytest.fixture(autouse=True)
@@ -35,3 +37,17 @@ def image_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     Session-scoped and read-only by convention: copy it before changing it.
     """
     return write_image_folder(tmp_path_factory.mktemp("data") / "tiny")
+
+
+@pytest.fixture
+def agent_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Workers (and `sweeper agent` subprocesses) can import the test trainers
+    (`tests.agent.fake_trainer`, `tests.reliability.probe_trainer`); wandb is off; returns the
+    folder the fake trainer marks run starts in."""
+    paths = [str(ROOT), os.environ.get("PYTHONPATH", "")]
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in paths if p))
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    monkeypatch.setenv("FAKE_EPOCH_S", "0.02")
+    marks = tmp_path / "marks"
+    monkeypatch.setenv("FAKE_MARK_DIR", str(marks))
+    return marks

@@ -34,7 +34,7 @@ from filelock import FileLock
 from torch import Tensor, nn
 
 from trainer.atomic import save_atomic
-from trainer.data import augment_batch, normalize
+from trainer.augment import augment_batch, normalize
 from trainer.errors import Interrupted, TrainerError
 
 log = logging.getLogger("trainer")

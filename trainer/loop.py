@@ -2,19 +2,17 @@
 
 Reads top to bottom: seed, load data, build the model, then per epoch apply the
 fine-tuning strategy, train, validate, keep the best weights; finally evaluate the
-best weights on the test set. When the first units of the model are frozen and
-`feature_cache` is on, batches are the cached outputs of that frozen prefix and only
-the rest of the model runs (see trainer.features).
+best weights on the test set. Batches come from a source (trainer.sources): decoded
+images, or the cached outputs of a frozen prefix of the model.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,35 +20,17 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from trainer.atomic import save_atomic
+from trainer.checkpoint import checkpoint_payload, read_best, save_checkpoint
 from trainer.config import TrainConfig
-from trainer.data import (
-    DataSplits,
-    EpochBatchSampler,
-    EpochLoader,
-    ImageTensors,
-    load_splits,
-    make_loader,
-    normalize,
-)
-from trainer.errors import Interrupted, OutOfMemoryError, TrainerError
-from trainer.features import (
-    MAX_CACHE_BYTES,
-    FeatureCache,
-    estimated_bytes,
-    feature_shape,
-)
-from trainer.imagecache import resolve_cache_dir
-from trainer.models import build_model, weights_identity
+from trainer.data import load_splits
+from trainer.device import Precision, resolve_device
+from trainer.errors import Interrupted, OutOfMemoryError
+from trainer.models import build_model
 from trainer.result import EpochMetrics, TrainResult
+from trainer.sources import Batches, Inputs, Source
 from trainer.strategies import FrozenBatchNorm2d, Stage, Strategy, count_parameters
 
 log = logging.getLogger("trainer")
-
-Batches = Iterable[tuple[Tensor, Tensor]]
-
-#: Cached features up to this size are kept on the GPU for the whole run.
-RESIDENT_BYTES = 2 << 30
 
 
 def train(
@@ -131,8 +111,9 @@ def _train(
             best_val, best_epoch, stale_epochs = val.accuracy, epoch, 0
             best_state = snapshot(model, share_frozen=strategy.frozen_set_is_fixed)
             if checkpoint is not None:
-                _save_checkpoint(
-                    checkpoint, _checkpoint_payload(config, splits, best_state, epoch, best_val)
+                save_checkpoint(
+                    checkpoint,
+                    checkpoint_payload(config, splits.class_names, best_state, epoch, best_val),
                 )
         else:
             stale_epochs += 1
@@ -168,7 +149,7 @@ def _train(
     if stop_reason:
         log.info(stop_reason)
     # Reload what was written, so the test accuracy is that of the checkpoint users get.
-    model.load_state_dict(_read_best(checkpoint) if checkpoint is not None else best_state)
+    model.load_state_dict(read_best(checkpoint) if checkpoint is not None else best_state)
     source = inputs.source(strategy.frozen_units())
     test = evaluate(
         source.forward, source.test_batches(), criterion, precision, num_classes, stop_event
@@ -193,249 +174,6 @@ def _train(
         skipped_files=list(splits.skipped_files),
         history=history,
     )
-
-
-def resolve_device(name: str) -> torch.device:
-    """`auto` -> cuda when available, else cpu; a CUDA device that is not there is an error."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError as e:
-        raise TrainerError(
-            f"device {name!r} is not a device name: use auto, cpu, cuda or cuda:N"
-        ) from e
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise TrainerError(
-                f"device {name!r} asked for, but CUDA is not available here: use device 'cpu' or 'auto'"
-            )
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise TrainerError(
-                f"device {name!r} does not exist: {torch.cuda.device_count()} CUDA devices visible"
-            )
-    return device
-
-
-@dataclass(frozen=True)
-class Precision:
-    """Autocast settings: `dtype` None means float32."""
-
-    device_type: str
-    dtype: torch.dtype | None
-
-    @staticmethod
-    def choose(amp: str, device: torch.device) -> Precision:
-        """AMP only on CUDA; `auto` picks bf16 where the GPU supports it, else fp16."""
-        if device.type != "cuda" or amp == "off":
-            return Precision(device.type, None)
-        if amp == "auto":
-            amp = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-        return Precision(device.type, torch.bfloat16 if amp == "bf16" else torch.float16)
-
-    @property
-    def name(self) -> str:
-        return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[self.dtype]
-
-    def autocast(self) -> contextlib.AbstractContextManager[Any]:
-        """The autocast context for forward passes (a no-op in float32)."""
-        if self.dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(self.device_type, dtype=self.dtype)
-
-
-class Source:
-    """Where one epoch's batches come from and which module they go through."""
-
-    forward: nn.Module
-
-    def prepare(self, epoch: int) -> None:
-        """Get what `epoch` needs ready before it is timed."""
-
-    def train_batches(self, epoch: int) -> Batches:
-        raise NotImplementedError
-
-    def val_batches(self) -> Batches:
-        raise NotImplementedError
-
-    def test_batches(self) -> Batches:
-        raise NotImplementedError
-
-
-class Inputs:
-    """Chooses, per frozen-prefix length, between decoded images and cached features."""
-
-    def __init__(
-        self,
-        config: TrainConfig,
-        splits: DataSplits,
-        strategy: Strategy,
-        device: torch.device,
-        precision: Precision,
-        stop_event: threading.Event | None,
-    ) -> None:
-        self.config, self.splits, self.strategy = config, splits, strategy
-        self.device, self.precision, self.stop_event = device, precision, stop_event
-        self._sources: dict[int, Source] = {}
-
-    def source(self, frozen_units: int) -> Source:
-        """The source for a model whose first `frozen_units` units are frozen."""
-        if frozen_units not in self._sources:
-            cached = self.config.feature_cache and frozen_units > 0 and self._fits(frozen_units)
-            self._sources[frozen_units] = (
-                FeatureSource(self, frozen_units) if cached else self._image_source()
-            )
-        return self._sources[frozen_units]
-
-    def _image_source(self) -> Source:
-        if 0 not in self._sources:
-            self._sources[0] = ImageSource(self)
-        return self._sources[0]
-
-    def module(self, units: list[nn.Module]) -> nn.Module:
-        """`units` as one module, compiled when the config asks."""
-        module: nn.Module = nn.Sequential(*units)
-        return torch.compile(module) if self.config.compile else module  # type: ignore[return-value]
-
-    def _fits(self, frozen_units: int) -> bool:
-        prefix = nn.Sequential(*self.strategy.units[:frozen_units])
-        shape = feature_shape(prefix, self.config.image_size, self.device)
-        views = 1 + (self.config.augment_views if self.config.augment != "none" else 0)
-        images = len(self.splits.pool.labels) * views + len(self.splits.test.labels)
-        needed = estimated_bytes(shape, images)
-        if needed > MAX_CACHE_BYTES:
-            log.info(
-                "feature cache skipped: %.1f GiB for a %d-unit prefix", needed / 2**30, frozen_units
-            )
-            return False
-        return True
-
-
-class ImageSource(Source):
-    """Decoded images through the whole model: the plain path."""
-
-    def __init__(self, inputs: Inputs) -> None:
-        config, splits = inputs.config, inputs.splits
-        self.inputs = inputs
-        self.forward = inputs.module(inputs.strategy.units)
-        test_idx = torch.arange(len(splits.test.labels))
-        # Built once: with num_workers > 0 the workers persist across epochs.
-        self._train = self._loader(splits.pool, splits.train_idx, config.augment, shuffle=True)
-        self._val = self._loader(splits.pool, splits.val_idx, "none", shuffle=False)
-        self._test = self._loader(splits.test, test_idx, "none", shuffle=False)
-
-    def train_batches(self, epoch: int) -> Batches:
-        self._train.set_epoch(epoch)
-        return self._on_device(self._train)
-
-    def val_batches(self) -> Batches:
-        return self._on_device(self._val)
-
-    def test_batches(self) -> Batches:
-        return self._on_device(self._test)
-
-    def _loader(
-        self, data: ImageTensors, indices: Tensor, augment: str, *, shuffle: bool
-    ) -> EpochLoader:
-        config = self.inputs.config
-        return make_loader(
-            data, indices, config.batch_size, augment=augment, shuffle=shuffle,
-            seed=config.seed, num_workers=config.num_workers,
-            drop_last=shuffle and lone_last_batch(len(indices), config.batch_size),
-        )  # fmt: skip
-
-    def _on_device(self, loader: EpochLoader) -> Iterator[tuple[Tensor, Tensor]]:
-        device = self.inputs.device
-        channels_last = device.type == "cuda" and self.inputs.config.channels_last
-        for images, labels in loader:
-            x = normalize(images.to(device, non_blocking=True))
-            if channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            yield x, labels.to(device, non_blocking=True)
-
-
-class FeatureSource(Source):
-    """Cached outputs of the frozen prefix through the trainable suffix only."""
-
-    def __init__(self, inputs: Inputs, frozen_units: int) -> None:
-        config, splits, units = inputs.config, inputs.splits, inputs.strategy.units
-        self.inputs = inputs
-        self.forward = inputs.module(units[frozen_units:])
-        identity = {
-            "fingerprint": splits.fingerprint,
-            "model": config.model,
-            "weights": weights_identity(config),
-            "image_size": config.image_size,
-            "frozen_units": frozen_units,
-            "precision": inputs.precision.name,
-        }
-        root = resolve_cache_dir(config.cache_dir)
-        self.cache = FeatureCache(
-            root, nn.Sequential(*units[:frozen_units]), identity, inputs.device,
-            inputs.precision.autocast, inputs.stop_event,
-        )  # fmt: skip
-        self._resident: dict[tuple[str, str, int], Tensor] = {}
-
-    def prepare(self, epoch: int) -> None:
-        self._train_features(epoch)
-        self._features("pool", self.inputs.splits.pool.images)
-
-    def train_batches(self, epoch: int) -> Batches:
-        splits = self.inputs.splits
-        return self._batches(
-            self._train_features(epoch), splits.pool.labels, splits.train_idx, epoch
-        )
-
-    def _train_features(self, epoch: int) -> Tensor:
-        config, splits = self.inputs.config, self.inputs.splits
-        view = (epoch - 1) % config.augment_views
-        return self._features("pool", splits.pool.images, config.augment, view)
-
-    def val_batches(self) -> Batches:
-        features = self._features("pool", self.inputs.splits.pool.images)
-        return self._batches(features, self.inputs.splits.pool.labels, self.inputs.splits.val_idx)
-
-    def test_batches(self) -> Batches:
-        test = self.inputs.splits.test
-        return self._batches(
-            self._features("test", test.images), test.labels, torch.arange(len(test.labels))
-        )
-
-    def _features(self, split: str, images: Tensor, augment: str = "none", view: int = 0) -> Tensor:
-        """Cached features; on a GPU, small ones are copied there once instead of per batch."""
-        features = self.cache.get(split, images, augment, view)
-        device = self.inputs.device
-        if device.type == "cpu" or features.numel() * features.element_size() > RESIDENT_BYTES:
-            return features
-        key = (split, augment, view)
-        if key not in self._resident:
-            self._resident[key] = features.to(device)
-        return self._resident[key]
-
-    def _batches(
-        self, features: Tensor, labels: Tensor, indices: Tensor, epoch: int | None = None
-    ) -> Iterator[tuple[Tensor, Tensor]]:
-        config, device = self.inputs.config, self.inputs.device
-        # The image loader's own sampler: cached and uncached runs see the same batches.
-        training = epoch is not None
-        sampler = EpochBatchSampler(
-            indices, config.batch_size, shuffle=training, seed=config.seed,
-            drop_last=training and lone_last_batch(len(indices), config.batch_size),
-        )  # fmt: skip
-        sampler.set_epoch(epoch or 0)
-        for _, _, idx in sampler:
-            # fp16 spatial maps go back to float32; autocast picks the compute precision.
-            yield features[idx].to(device, torch.float32, non_blocking=True), labels[idx].to(device)
-
-
-def lone_last_batch(count: int, batch_size: int) -> bool:
-    """True when an epoch would end on a batch of one image, which training drops:
-    BatchNorm cannot train on one value per channel (small images reach 1x1 maps).
-
-    >>> lone_last_batch(33, 32), lone_last_batch(34, 32), lone_last_batch(1, 32)
-    (True, False, False)
-    """
-    return count > 1 and count % batch_size == 1
 
 
 def _train_epoch(
@@ -619,40 +357,6 @@ def _make_optimizer(config: TrainConfig, groups: list[dict[str, Any]]) -> torch.
     if config.optimizer == "adamw":
         return torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
     return torch.optim.Adam(groups, lr=config.lr, weight_decay=config.weight_decay)
-
-
-def _checkpoint_payload(
-    config: TrainConfig, splits: DataSplits, state: dict[str, Tensor], epoch: int, best_val: float
-) -> dict[str, Any]:
-    return {
-        "model": state,
-        "config": config.model_dump(),
-        "class_names": list(splits.class_names),
-        "epoch": epoch,
-        "best_val_accuracy": best_val,
-    }
-
-
-def _save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
-    """Write the best checkpoint atomically; a full or read-only disk is the user's to fix."""
-    try:
-        save_atomic(path, payload)
-    except OSError as e:
-        raise TrainerError(
-            f"cannot write the checkpoint {path} ({e.strerror or e}): free space there, or "
-            "choose another checkpoint_dir (the agent puts it under --home)"
-        ) from e
-
-
-def _read_best(path: Path) -> dict[str, Tensor]:
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except (
-        Exception
-    ) as e:  # the file was written by this run moments ago; anything else is a disk fault
-        raise TrainerError(f"cannot read back the checkpoint {path}: {e}") from e
-    state: dict[str, Tensor] = payload["model"]
-    return state
 
 
 def _check_stop(stop_event: threading.Event | None, epoch: int | None) -> None:

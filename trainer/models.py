@@ -15,12 +15,12 @@ import math
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import Tensor, nn
 from torchvision import models as tvm
 
+from trainer.checkpoint import load_checkpoint, load_state, read_state
 from trainer.config import TrainConfig
 from trainer.errors import WeightsError
 
@@ -67,11 +67,11 @@ def build_model(config: TrainConfig, num_classes: int) -> nn.Module:
     if config.weights == "imagenet":
         state, source = _imagenet_state_dict(imagenet), str(imagenet)
     else:
-        state, source = _read_checkpoint(Path(config.weights), config.model), config.weights
+        state, source = read_state(Path(config.weights), config.model), config.weights
     # Built on the meta device: no random init of tensors the weights then replace.
     with torch.device("meta"):
         model = _resnet(builder, config.dropout, num_classes)
-    _load_state(model, state, source, assign=True)
+    load_state(model, state, source, assign=True)
     _initialise_unloaded(model)
     return model
 
@@ -176,69 +176,6 @@ def _file_sha256(path: str, inode: int, size: int, mtime_ns: int) -> str:
     except OSError as e:
         raise WeightsError(f"cannot read checkpoint {path!r}: {e.strerror or e}") from e
     return digest.hexdigest()
-
-
-def load_checkpoint(
-    model: nn.Module, path: str | os.PathLike[str], expected_model: str | None = None
-) -> None:
-    """Load a checkpoint (our `best.pt` dict or a bare state_dict) into `model`, in place.
-
-    Tensors whose shape differs from the model's (a classifier for another class
-    count) are dropped and the rest loads non-strictly; missing and unexpected keys
-    are logged. Raise `WeightsError` when the file is missing or unreadable, was
-    trained as another model, or shares no tensor with `model` outside the classifier.
-    """
-    _load_state(model, _read_checkpoint(Path(path), expected_model), str(path), assign=False)
-
-
-def _load_state(model: nn.Module, state: dict[str, Tensor], source: str, *, assign: bool) -> None:
-    own = model.state_dict()
-    # A torchvision ResNet file has `fc.weight`; ours wraps it as `fc.1` behind the Dropout.
-    if "fc.1.weight" in own:
-        state = {
-            ("fc.1." + k[3:] if k in ("fc.weight", "fc.bias") else k): v for k, v in state.items()
-        }
-    fitting = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
-    if not any(not k.startswith("fc.") for k in fitting):
-        raise WeightsError(
-            f"weights {source!r} have no tensor that fits the body of a {type(model).__name__}: "
-            "were they saved from another model?"
-        )
-    missing = model.load_state_dict(fitting, strict=False, assign=assign).missing_keys
-    reshaped = sorted(k for k in state if k in own and k not in fitting)
-    unexpected = sorted(k for k in state if k not in own)
-    for what, keys in (("dropped (another shape)", reshaped), ("missing (fresh init)", missing),
-                       ("unexpected (ignored)", unexpected)):  # fmt: skip
-        if keys:
-            log.info("weights %s: %d tensors %s: %s", source, len(keys), what, ", ".join(keys))
-
-
-def _read_checkpoint(path: Path, expected_model: str | None) -> dict[str, Tensor]:
-    if not path.is_file():
-        raise WeightsError(
-            f"checkpoint {str(path)!r} does not exist: give an existing .pt file, 'imagenet' or 'none'"
-        )
-    try:
-        try:
-            # Memory-mapped: tensors that are never used (a frozen backbone whose features
-            # are cached) are never read from disk.
-            loaded: Any = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-        except RuntimeError:  # a file in torch's legacy (non-zip) format cannot be mapped
-            loaded = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # torch raises a zoo of types for a truncated or foreign file
-        raise WeightsError(f"checkpoint {str(path)!r} cannot be loaded: {e}") from e
-    if isinstance(loaded, dict) and isinstance(loaded.get("model"), dict):
-        saved_model = (loaded.get("config") or {}).get("model")
-        if expected_model is not None and saved_model not in (None, expected_model):
-            raise WeightsError(
-                f"checkpoint {str(path)!r} holds a {saved_model} but the config asks for {expected_model}"
-            )
-        loaded = loaded["model"]
-    if not isinstance(loaded, dict) or not all(isinstance(v, Tensor) for v in loaded.values()):
-        raise WeightsError(
-            f"checkpoint {str(path)!r} is neither a state_dict nor a dict with a 'model' state_dict"
-        )
-    return loaded
 
 
 def _imagenet_state_dict(weights: tvm.WeightsEnum) -> dict[str, Tensor]:

@@ -21,7 +21,7 @@ from sweeper.paths import Home
 from sweeper.spec import SweepSpec
 
 HERE = Path(__file__).parent
-FAKE = "fake_trainer:train"
+FAKE = "tests.agent.fake_trainer:train"
 #: Generous bound on waits for things that normally take well under a second.
 PATIENCE_S = 60.0
 

@@ -1,37 +1,13 @@
-"""Fixtures for the agent's tests: a fake-trainer environment and agent processes."""
+"""Fixtures for the agent's tests: agent processes (`agent_env` is in tests/conftest.py)."""
 
 from __future__ import annotations
 
-import os
-import sys
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-HERE = Path(__file__).parent
-# The helpers module and the fake trainer live here; workers get this folder on PYTHONPATH.
-# The project root goes first: tests/ (on sys.path via tests/conftest.py) has an `agent`
-# folder too, which would otherwise shadow the real package under a bare `pytest`.
-for path in (HERE, HERE.parents[1]):
-    if str(path) not in sys.path:
-        sys.path.insert(0, str(path))
-
-from agent_testkit import AgentProcess  # noqa: E402
-
-
-@pytest.fixture
-def agent_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Workers can import the fake trainer; wandb is off; returns the folder runs mark their start in."""
-    monkeypatch.setenv(
-        "PYTHONPATH", os.pathsep.join(p for p in (str(HERE), os.environ.get("PYTHONPATH")) if p)
-    )
-    monkeypatch.setenv("WANDB_MODE", "disabled")
-    monkeypatch.setenv("FAKE_EPOCH_S", "0.02")
-    marks = tmp_path / "marks"
-    monkeypatch.setenv("FAKE_MARK_DIR", str(marks))
-    return marks
+from tests.agent.agent_testkit import AgentProcess
 
 
 @pytest.fixture

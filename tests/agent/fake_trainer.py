@@ -1,6 +1,7 @@
 """A fast stand-in for `trainer.train` with the same signature, for the agent's process tests.
 
-Workers import it as `--trainer fake_trainer:train` (tests put this folder on PYTHONPATH).
+Workers import it as `--trainer tests.agent.fake_trainer:train` (the `agent_env` fixture puts
+the project root on PYTHONPATH).
 The environment steers it, so a test can make runs slow, fail, or announce themselves:
 
 - FAKE_EPOCH_S: seconds per epoch (default 0.02), spent in 10 "batches" that each check

@@ -9,13 +9,13 @@ from pathlib import Path
 from typing import IO
 
 import pytest
-from agent_testkit import FAKE, PATIENCE_S, make_sweep, wait_for
 
 from agent.process import WorkerProcess, worker_env
 from agent.slots import Slot
 from sweeper.backends.local import LocalBackend
 from sweeper.models import RunState
 from sweeper.paths import Home
+from tests.agent.agent_testkit import FAKE, PATIENCE_S, make_sweep, wait_for
 
 pytestmark = pytest.mark.usefixtures("agent_env")
 
@@ -76,10 +76,13 @@ def test_a_ready_spare_leaves_on_sigterm(agent_log: IO[bytes]) -> None:
 def test_a_worker_that_cannot_load_its_trainer_says_why(
     agent_log: IO[bytes], tmp_path: Path
 ) -> None:
-    worker = _start(make_sweep({"lr": [1e-3]}), agent_log, trainer="fake_trainer:nope")
+    worker = _start(make_sweep({"lr": [1e-3]}), agent_log, trainer="tests.agent.fake_trainer:nope")
     assert _exit_code(worker) == 3
     assert not worker.ready
-    assert worker.error == "--trainer 'fake_trainer:nope': 'fake_trainer' has no function 'nope'"
+    assert (
+        worker.error
+        == "--trainer 'tests.agent.fake_trainer:nope': 'tests.agent.fake_trainer' has no function 'nope'"
+    )
     assert "worker cannot start" in (tmp_path / "agent.log").read_text()
 
 

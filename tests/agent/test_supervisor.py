@@ -15,13 +15,21 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from agent_testkit import AgentThread, configs, make_sweep, runs_of, started_marks, wait_for
 
 from agent import run_agent
 from sweeper.backends.local import LocalBackend
 from sweeper.errors import AgentError
 from sweeper.models import RunState, SweepState
 from sweeper.paths import Home
+from tests.agent.agent_testkit import (
+    FAKE,
+    AgentThread,
+    configs,
+    make_sweep,
+    runs_of,
+    started_marks,
+    wait_for,
+)
 
 pytestmark = pytest.mark.usefixtures("agent_env")
 
@@ -29,7 +37,6 @@ LR = [1e-3, 1e-4]
 DROPOUT = [0.0, 0.3]
 GRID_2x2 = {"lr": LR, "dropout": DROPOUT}
 ALL_2x2 = sorted((lr, d) for lr in LR for d in DROPOUT)
-FAKE = "fake_trainer:train"
 
 
 def _agent(sweep_id: str, **kwargs: Any) -> Any:

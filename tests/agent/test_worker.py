@@ -7,12 +7,12 @@ import threading
 from typing import Any
 
 import pytest
-from agent_testkit import FAKE, make_sweep
 
 from agent.worker import StopRequest, Worker, error_line, load_trainer
 from sweeper.backends.local import LocalBackend
 from sweeper.models import Control, RunState
 from sweeper.paths import Home
+from tests.agent.agent_testkit import FAKE, make_sweep
 
 pytestmark = pytest.mark.usefixtures("agent_env")
 
@@ -33,7 +33,7 @@ def test_bad_trainer_references(ref: str, message: str) -> None:
 
 
 def test_trainer_reference_resolves_to_the_function() -> None:
-    import fake_trainer
+    from tests.agent import fake_trainer
 
     assert load_trainer(FAKE) is fake_trainer.train
 
@@ -96,7 +96,7 @@ def test_a_config_the_trainer_rejects_fails_the_run() -> None:
 
 def test_a_trainer_bug_fails_the_run_with_the_exception_type() -> None:
     backend, run_id = _claimed({"lr": [1e-4]})
-    assert _worker("fake_trainer:buggy").run(run_id) == "failed"
+    assert _worker("tests.agent.fake_trainer:buggy").run(run_id) == "failed"
     run = backend.get_run(run_id)
     assert (run.state, run.reason) == (RunState.failed, "ZeroDivisionError: division by zero")
 

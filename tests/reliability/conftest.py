@@ -1,41 +1,19 @@
-"""Fixtures for the reliability tests: the agent's fake trainer, small file systems, messy data.
+"""Fixtures for the reliability tests: small file systems and messy data.
 
 The agent's test kit (tests/agent/agent_testkit.py, fake_trainer.py) is imported, not
-copied: this conftest puts tests/agent on sys.path here and on the workers' PYTHONPATH.
+copied; `agent_env` (tests/conftest.py) lets workers import the test trainers.
 """
 
 from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-HERE = Path(__file__).parent
-AGENT_TESTS = HERE.parent / "agent"
-# The project root goes first: tests/ (on sys.path via tests/conftest.py) has an `agent`
-# folder too, which would otherwise shadow the real package.
-for _path in (AGENT_TESTS, HERE, HERE.parents[1]):
-    if str(_path) not in sys.path:
-        sys.path.insert(0, str(_path))
-
-from reliability_kit import write_messy_folder  # noqa: E402
-
-
-@pytest.fixture
-def fake_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Workers (and `sweeper agent` subprocesses) can import the fake trainer and this folder's
-    probe trainer; wandb is off; returns the folder the fake trainer marks run starts in."""
-    paths = [str(AGENT_TESTS), str(HERE), os.environ.get("PYTHONPATH", "")]
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in paths if p))
-    monkeypatch.setenv("WANDB_MODE", "disabled")
-    monkeypatch.setenv("FAKE_EPOCH_S", "0.02")
-    marks = tmp_path / "marks"
-    monkeypatch.setenv("FAKE_MARK_DIR", str(marks))
-    return marks
+from tests.reliability.reliability_kit import write_messy_folder
 
 
 @pytest.fixture

@@ -1,6 +1,7 @@
-"""A test trainer entry point, `--trainer probe_trainer:train`: the agent tests' fake trainer,
-plus a `best.pt` written atomically into `config.checkpoint_dir` as `trainer.train` does, so a
-test can see where each run's checkpoint went without paying for torch."""
+"""A test trainer entry point, `--trainer tests.reliability.probe_trainer:train`: the agent
+tests' fake trainer, plus a `best.pt` written atomically into `config.checkpoint_dir` as
+`trainer.train` does, so a test can see where each run's checkpoint went without paying for
+torch."""
 
 from __future__ import annotations
 
@@ -10,8 +11,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from fake_trainer import train as fake_train
-
+from tests.agent.fake_trainer import train as fake_train
 from trainer.config import TrainConfig
 from trainer.result import EpochMetrics, TrainResult
 

@@ -16,12 +16,11 @@ from typing import Any
 
 import numpy as np
 import yaml
-from imagefolder import write_image_folder
 from PIL import Image
 
 from sweeper.models import TERMINAL_RUN_STATES, Run, RunState
+from tests.imagefolder import write_image_folder
 
-FAKE = "fake_trainer:train"
 #: Generous bound for a CLI command; they normally take a second or two.
 CLI_TIMEOUT_S = 180.0
 

@@ -20,15 +20,6 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
-from reliability_kit import (
-    MESSY_CLASSES,
-    MESSY_CONVERTED,
-    MESSY_GOOD_PER_CLASS,
-    MESSY_SKIPPED,
-    sweeper,
-    write_messy_folder,
-    write_spec,
-)
 from typer.testing import CliRunner
 
 from sweeper import engine
@@ -37,6 +28,15 @@ from sweeper.cli import app
 from sweeper.models import RunState
 from sweeper.paths import Home
 from sweeper.spec import SweepSpec, load_spec
+from tests.reliability.reliability_kit import (
+    MESSY_CLASSES,
+    MESSY_CONVERTED,
+    MESSY_GOOD_PER_CLASS,
+    MESSY_SKIPPED,
+    sweeper,
+    write_messy_folder,
+    write_spec,
+)
 from trainer.config import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -271,7 +271,7 @@ TINY_CNN = {
 
 
 @pytest.mark.slow
-@pytest.mark.usefixtures("fake_env")
+@pytest.mark.usefixtures("agent_env")
 def test_messy_data_trains_on_the_good_images_and_an_empty_class_fails_clearly(
     messy_folder: Path, tmp_path: Path
 ) -> None:

@@ -26,9 +26,21 @@ from typing import Any
 
 import pytest
 import torch
-from agent_testkit import AgentProcess, make_sweep, runs_of, started_marks, wait_for
-from reliability_kit import (
+
+from agent import run_agent
+from sweeper.backends.local import LocalBackend
+from sweeper.models import RunState, SweepState
+from sweeper.paths import Home
+from sweeper.store import SCHEMA_VERSION
+from tests.agent.agent_testkit import (
     FAKE,
+    AgentProcess,
+    make_sweep,
+    runs_of,
+    started_marks,
+    wait_for,
+)
+from tests.reliability.reliability_kit import (
     assert_clean_error,
     assert_drained,
     integrity,
@@ -37,15 +49,9 @@ from reliability_kit import (
     sweeper,
     write_spec,
 )
-
-from agent import run_agent
-from sweeper.backends.local import LocalBackend
-from sweeper.models import RunState, SweepState
-from sweeper.paths import Home
-from sweeper.store import SCHEMA_VERSION
 from trainer import TrainConfig, TrainerError, train
 
-pytestmark = pytest.mark.usefixtures("fake_env")
+pytestmark = pytest.mark.usefixtures("agent_env")
 
 LR = [1e-3, 1e-4]
 SEEDS = list(range(30))
@@ -168,7 +174,7 @@ def test_kill_9_during_claims_and_commits_loses_nothing(point: str, seed: int) -
 
 @pytest.mark.slow
 def test_random_kill_9_of_workers_and_agents_then_a_restart_finishes_the_sweep(
-    fake_env: Path, monkeypatch: pytest.MonkeyPatch
+    agent_env: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Runs take ~1.2 s (3 epochs of 0.4 s); kills land mid-epoch, in a claim, during the
     # supervisor's store writes or a worker's start: wherever the random delay ends.
@@ -183,11 +189,11 @@ def test_random_kill_9_of_workers_and_agents_then_a_restart_finishes_the_sweep(
             # Wait for a training worker first: on a loaded machine the agent may need
             # longer than the random delay to start one, and then no worker would be killed.
             wait_for(
-                lambda: [pid for _, pid in started_marks(fake_env) if _alive(pid)],
+                lambda: [pid for _, pid in started_marks(agent_env) if _alive(pid)],
                 "a worker to start training",
             )
             time.sleep(rng.uniform(0.0, 0.8))
-            live = [pid for _, pid in started_marks(fake_env) if _alive(pid)]
+            live = [pid for _, pid in started_marks(agent_env) if _alive(pid)]
             if live:
                 os.kill(rng.choice(live), signal.SIGKILL)
                 kills["worker"] += 1
@@ -197,7 +203,7 @@ def test_random_kill_9_of_workers_and_agents_then_a_restart_finishes_the_sweep(
             agent.proc.communicate()
         kills["agent"] += 1
     # The killed agents' workers die with them (PR_SET_PDEATHSIG).
-    for _, pid in started_marks(fake_env):
+    for _, pid in started_marks(agent_env):
         wait_for(lambda pid=pid: not _alive(pid), f"orphaned worker {pid} to die")
     monkeypatch.setenv("FAKE_EPOCH_S", "0.02")
     summary = _agent(sweep_id, heartbeat_s=0.3, per_gpu=2)
@@ -314,7 +320,9 @@ def test_two_sweeps_with_one_checkpoint_dir_in_the_spec_write_apart(
     fixed = {"checkpoint_dir": str(shared), "epochs": 1}
     sweeps = [make_sweep({"seed": [1, 2]}, fixed=fixed) for _ in range(2)]
     for sweep_id in sweeps:
-        run_agent(sweep_id, home=Home(), trainer="probe_trainer:train", heartbeat_s=2.0)
+        run_agent(
+            sweep_id, home=Home(), trainer="tests.reliability.probe_trainer:train", heartbeat_s=2.0
+        )
     paths = {}
     for sweep_id in sweeps:
         for run in runs_of(sweep_id):
@@ -369,7 +377,7 @@ def _finish_with_cli(sweep_id: str) -> None:
 
 @pytest.mark.slow
 def test_sigterm_to_sweeper_agent_requeues_and_a_restart_finishes(
-    fake_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    agent_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("FAKE_EPOCH_S", "2.0")
     sweep_id = _cli_sweep(tmp_path, epochs=3)
@@ -377,7 +385,7 @@ def test_sigterm_to_sweeper_agent_requeues_and_a_restart_finishes(
         "agent", "--gpus", "none", "--per-gpu", "2", "--trainer", FAKE, "--heartbeat", "1"
     )
     try:
-        wait_for(lambda: len(started_marks(fake_env)) == 2, "both runs to start")
+        wait_for(lambda: len(started_marks(agent_env)) == 2, "both runs to start")
         agent.send_signal(signal.SIGTERM)
         output, _ = agent.communicate(timeout=120)
     finally:
@@ -394,14 +402,14 @@ def test_sigterm_to_sweeper_agent_requeues_and_a_restart_finishes(
 
 @pytest.mark.slow
 def test_ctrl_c_twice_kills_workers_requeues_and_a_restart_finishes(
-    fake_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    agent_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("FAKE_EPOCH_S", "2.0")
     monkeypatch.setenv("FAKE_IGNORE_STOP", "1")  # the run will not stop at a batch boundary
     sweep_id = _cli_sweep(tmp_path, epochs=3)
     agent = start_sweeper("agent", "--gpus", "none", "--trainer", FAKE, "--heartbeat", "1")
     try:
-        (run_id, pid), *_ = wait_for(lambda: started_marks(fake_env), "the run to start")
+        (run_id, pid), *_ = wait_for(lambda: started_marks(agent_env), "the run to start")
         agent.send_signal(signal.SIGINT)
         log = Home().agent_log_path(sweep_id)
         wait_for(lambda: "stopping: stopped by Ctrl-C" in log.read_text(), "the first Ctrl-C")
@@ -425,7 +433,7 @@ def test_ctrl_c_twice_kills_workers_requeues_and_a_restart_finishes(
 
 @pytest.mark.slow
 def test_a_hung_worker_is_killed_its_run_crashed_and_its_config_rerun(
-    fake_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    agent_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # SIGSTOP freezes the worker, heartbeat thread included: it neither beats nor exits.
     monkeypatch.setenv("FAKE_EPOCH_S", "1.0")
@@ -433,7 +441,7 @@ def test_a_hung_worker_is_killed_its_run_crashed_and_its_config_rerun(
     agent = start_sweeper("agent", "--gpus", "none", "--trainer", FAKE, "--heartbeat", "0.5")
     pid = 0
     try:
-        run_id, pid = wait_for(lambda: started_marks(fake_env), "the first run to start")[0]
+        run_id, pid = wait_for(lambda: started_marks(agent_env), "the first run to start")[0]
         os.kill(pid, signal.SIGSTOP)
         output, _ = agent.communicate(timeout=120)
     finally:
@@ -469,7 +477,7 @@ def _fill(folder: Path) -> Path:
 
 @pytest.mark.slow
 def test_a_full_disk_under_the_store_is_a_clear_error_and_loses_nothing(
-    fake_env: Path, tmp_path: Path, tmpfs: Callable[[Path, str], Path]
+    agent_env: Path, tmp_path: Path, tmpfs: Callable[[Path, str], Path]
 ) -> None:
     home = tmpfs(Home().root, "2m")
     sweep_id = _cli_sweep(tmp_path, epochs=1)
@@ -485,7 +493,7 @@ def test_a_full_disk_under_the_store_is_a_clear_error_and_loses_nothing(
 
 
 def test_a_full_disk_is_named_as_such(
-    fake_env: Path, tmp_path: Path, tmpfs: Callable[[Path, str], Path]
+    agent_env: Path, tmp_path: Path, tmpfs: Callable[[Path, str], Path]
 ) -> None:
     home = tmpfs(Home().root, "2m")
     _cli_sweep(tmp_path, epochs=1)
@@ -509,7 +517,7 @@ def read_only(tmpfs: Callable[[Path, str], Path]) -> Iterator[Callable[[Path], N
 
 @pytest.mark.slow
 def test_a_read_only_home_is_a_clear_error_and_loses_nothing(
-    fake_env: Path,
+    agent_env: Path,
     tmp_path: Path,
     tmpfs: Callable[[Path, str], Path],
     read_only: Callable[[Path], None],
@@ -532,7 +540,7 @@ def test_a_read_only_home_is_a_clear_error_and_loses_nothing(
 
 
 def test_a_read_only_home_is_named_as_such(
-    fake_env: Path,
+    agent_env: Path,
     tmp_path: Path,
     tmpfs: Callable[[Path, str], Path],
     read_only: Callable[[Path], None],

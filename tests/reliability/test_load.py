@@ -12,14 +12,14 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from agent_testkit import HERE as AGENT_TESTS
-from agent_testkit import make_sweep, runs_of, started_marks
-from reliability_kit import FAKE, assert_drained, states
 
 from agent import AgentSummary
 from sweeper.backends.local import LocalBackend
 from sweeper.models import RunState, SweepState
 from sweeper.paths import Home
+from tests.agent.agent_testkit import FAKE, make_sweep, runs_of, started_marks
+from tests.agent.agent_testkit import HERE as AGENT_TESTS
+from tests.reliability.reliability_kit import assert_drained, states
 
 AGENTS = 16
 RUNS = 200
@@ -29,7 +29,7 @@ DRAIN_TIMEOUT_S = 480
 
 @pytest.mark.slow
 def test_16_agents_drain_200_runs_without_duplicates_or_losses(
-    fake_env: Path, monkeypatch: pytest.MonkeyPatch
+    agent_env: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("FAKE_EPOCH_S", "0.01")
     sweep_id = make_sweep({"seed": list(range(RUNS))}, epochs=1)
@@ -67,7 +67,7 @@ def test_16_agents_drain_200_runs_without_duplicates_or_losses(
     runs = runs_of(sweep_id)
     assert len(runs) == RUNS and states(runs) == Counter({RunState.finished: RUNS})
     assert_drained(runs, [(seed,) for seed in range(RUNS)], "seed")
-    trained = [run_id for run_id, _ in started_marks(fake_env)]
+    trained = [run_id for run_id, _ in started_marks(agent_env)]
     assert len(trained) == len(set(trained)) == RUNS  # no run was trained twice
     assert sum(s.started for s in summaries) == sum(s.finished for s in summaries) == RUNS
     assert LocalBackend(Home()).get_sweep(sweep_id).state == SweepState.finished

@@ -22,12 +22,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from reliability_kit import sweeper, write_spec
 
 from sweeper.paths import Home
+from tests.reliability.reliability_kit import sweeper, write_spec
 from trainer import TrainConfig, WeightsError, train
+from trainer.checkpoint import load_checkpoint
 from trainer.imagecache import ImageCache
-from trainer.models import build_model, load_checkpoint
+from trainer.models import build_model
 
 ROOT = Path(__file__).resolve().parents[2]
 PRODUCT = ("sweeper", "agent", "trainer", "reports")

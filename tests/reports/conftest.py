@@ -6,7 +6,6 @@ near 75-80 %, with the per-epoch history keys the agent logs.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -20,9 +19,7 @@ from sweeper.backends.local import LocalBackend
 from sweeper.models import Run, RunState, Sweep, SweepState
 from sweeper.paths import Home
 from sweeper.spec import SweepSpec
-
-sys.path.insert(0, str(Path(__file__).parent.parent))  # tests/, for imagefolder
-from imagefolder import write_image_folder
+from tests.imagefolder import write_image_folder
 
 CLASSES = ["amphibia", "aves", "fungi"]
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)

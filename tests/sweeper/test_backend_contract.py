@@ -7,17 +7,12 @@ known gap is a `pytest.skip` naming the reason.
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).parent))
-
-from fake_wandb import FakeWandb
 
 from reports.data import gather
 from sweeper.backends.base import Backend
@@ -27,6 +22,7 @@ from sweeper.errors import NotFoundError, SweeperError
 from sweeper.models import MAX_CRASH_RETRIES, Control, RunState, SweepState
 from sweeper.paths import Home
 from sweeper.spec import SweepSpec, parse_spec
+from tests.sweeper.fake_wandb import FakeWandb
 
 GRID = """
 name: contract

@@ -15,13 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sweeps
 import yaml
 from typer.testing import CliRunner
-
-sys.path.insert(0, str(Path(__file__).parent))
-
-import sweeps
-from fake_wandb import FakeHTTPError, FakeWandb, http_error
 
 from sweeper import store as store_module
 from sweeper.backends import open_backend
@@ -40,6 +36,7 @@ from sweeper.models import Control, RunState, SweepState
 from sweeper.paths import Home
 from sweeper.spec import SweepSpec, load_spec, parse_spec
 from sweeper.wandb_sync import read_run_record
+from tests.sweeper.fake_wandb import FakeHTTPError, FakeWandb, http_error
 
 KEY = "k" * 24 + "SECRETKEY" + "7" * 7  # 40 characters, like a W&B key
 

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from imagefolder import write_image_folder
 from PIL import Image
+
+from tests.imagefolder import write_image_folder
 
 MESSY_CLASS = "Aves sp é"
 GOOD_PER_CLASS = 3

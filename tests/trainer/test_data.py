@@ -1,4 +1,5 @@
-"""Tests for trainer.data: listing, decoding, the split, the cache in use, augmentation, loaders."""
+"""Tests for trainer.data: loading a run's dataset (listing and decoding seen through
+`load_splits`), layout errors, the split, and the decoded-image cache in use."""
 
 from __future__ import annotations
 
@@ -12,19 +13,14 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from imagefolder import write_image_folder
 from PIL import Image
 
-import trainer.data as data
-from trainer.config import IMAGENET_MEAN, IMAGENET_STD, TrainConfig
+import trainer.decode as decode
+import trainer.listing as listing
+from tests.imagefolder import write_image_folder
+from trainer.config import TrainConfig
 from trainer.data import (
-    ImageTensors,
-    UnreadableImage,
-    augment_batch,
-    decode_image,
     load_splits,
-    make_loader,
-    normalize,
     stratified_split,
 )
 from trainer.errors import DataError
@@ -43,13 +39,13 @@ def config_for(root: Path, **overrides: object) -> TrainConfig:
 def decode_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Every path decode_image is called with, recorded as it happens."""
     calls: list[str] = []
-    real = data.decode_image
+    real = decode.decode_image
 
     def counting(path: str | os.PathLike[str], image_size: int) -> np.ndarray:
         calls.append(str(path))
         return real(path, image_size)
 
-    monkeypatch.setattr(data, "decode_image", counting)
+    monkeypatch.setattr(decode, "decode_image", counting)
     return calls
 
 
@@ -98,73 +94,6 @@ def test_hidden_files_and_folders_are_ignored(messy_image_folder: Path) -> None:
     assert not [item for item in everything if "/." in item or item.startswith(".")]
 
 
-@pytest.mark.parametrize(
-    ("name", "column", "expected"),
-    [
-        ("cmyk.jpg", 8, (255, 0, 0)),
-        ("gray.png", 8, (100, 100, 100)),
-        ("palette.png", 8, (10, 200, 30)),
-        ("rgba.png", 1, (0, 0, 255)),
-        ("rgba.png", 14, (255, 255, 255)),  # transparent pixels become white
-        ("sixteen_bit.png", 8, (128, 128, 128)),  # 0x8000 of 0xFFFF
-    ],
-)
-def test_awkward_modes_convert_to_the_right_rgb(
-    messy_image_folder: Path,
-    messy_expected: Any,
-    name: str,
-    column: int,
-    expected: tuple[int, int, int],
-) -> None:
-    pixels = decode_image(messy_image_folder / "train" / messy_expected.messy_class / name, 16)
-    assert pixels.shape == (16, 16, 3)
-    assert np.abs(pixels[8, column].astype(int) - np.array(expected)).max() <= 3
-
-
-@pytest.mark.parametrize(("width", "height"), [(40, 20), (20, 40)])
-def test_decode_resizes_short_side_and_centre_crops(
-    tmp_path: Path, width: int, height: int
-) -> None:
-    # Red outer quarters, green middle half along the long side: the centre crop is all green.
-    pixels = np.zeros((height, width, 3), dtype=np.uint8)
-    pixels[..., 0] = 255
-    long_axis = 1 if width > height else 0
-    middle = [slice(None), slice(None)]
-    middle[long_axis] = slice(max(width, height) // 4, 3 * max(width, height) // 4)
-    pixels[tuple(middle)] = (0, 255, 0)
-    Image.fromarray(pixels).save(tmp_path / "wide.png")
-    decoded = decode_image(tmp_path / "wide.png", 16)
-    assert decoded.shape == (16, 16, 3)
-    # Plain resizing would keep red edges; bicubic filtering lets only a trace bleed in.
-    assert decoded[..., 1].min() >= 240 and decoded[..., 0].max() <= 15
-
-
-def test_decode_applies_the_exif_orientation(tmp_path: Path) -> None:
-    pixels = np.zeros((10, 20, 3), dtype=np.uint8)
-    pixels[:, :10] = (255, 0, 0)
-    pixels[:, 10:] = (0, 0, 255)
-    exif = Image.Exif()
-    exif[0x0112] = 6  # stored sideways: shown rotated 90 degrees clockwise
-    Image.fromarray(pixels).save(tmp_path / "sideways.jpg", exif=exif, quality=95)
-    upright = decode_image(tmp_path / "sideways.jpg", 16)
-    assert upright[2, 8, 0] > 200 and upright[2, 8, 2] < 50  # the left (red) half is now on top
-    assert upright[13, 8, 2] > 200 and upright[13, 8, 0] < 50
-
-
-def test_a_file_that_vanished_since_listing_is_skipped(tmp_path: Path) -> None:
-    with pytest.raises(UnreadableImage, match="cannot read the file"):
-        decode_image(tmp_path / "gone.jpg", 16)
-
-
-def test_images_over_the_pixel_limit_are_skipped(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    Image.new("RGB", (20, 20), (1, 2, 3)).save(tmp_path / "big.png")
-    monkeypatch.setattr(data, "MAX_PIXELS", 399)
-    with pytest.raises(UnreadableImage, match="decompression bomb: 20x20"):
-        decode_image(tmp_path / "big.png", 16)
-
-
 def test_listing_is_independent_of_directory_order(
     image_folder: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -182,7 +111,7 @@ def test_listing_is_independent_of_directory_order(
         def __exit__(self, *exc: object) -> None:
             return None
 
-    monkeypatch.setattr(data.os, "scandir", ReversedScan)
+    monkeypatch.setattr(listing.os, "scandir", ReversedScan)
     reversed_order = load_splits(config_for(image_folder, feature_cache=False))
     assert reversed_order.pool.paths == expected.pool.paths
     assert torch.equal(reversed_order.val_idx, expected.val_idx)
@@ -371,167 +300,3 @@ def test_feature_cache_off_decodes_every_time(
     assert len(decode_calls) == 2 * (len(first.pool.paths) + len(first.test.paths))
     assert torch.equal(first.pool.images, second.pool.images)
     assert not isolated_cache.exists()
-
-
-# --- augmentation and normalisation -----------------------------------------------------------
-
-
-def _batch(size: int = 8, seed: int = 0) -> torch.Tensor:
-    return torch.randint(
-        0, 256, (size, 3, 16, 16), generator=torch.Generator().manual_seed(seed), dtype=torch.uint8
-    )
-
-
-def test_augment_none_returns_the_batch() -> None:
-    images = _batch()
-    assert torch.equal(augment_batch(images, "none", torch.Generator()), images)
-
-
-@pytest.mark.parametrize("level", ["flip", "standard"])
-def test_augment_is_deterministic_for_a_generator_seed(level: str) -> None:
-    images = _batch()
-    first = augment_batch(images, level, torch.Generator().manual_seed(11))
-    again = augment_batch(images, level, torch.Generator().manual_seed(11))
-    other = augment_batch(images, level, torch.Generator().manual_seed(12))
-    assert torch.equal(first, again)
-    assert not torch.equal(first, other)
-    assert first.shape == images.shape and first.dtype == torch.uint8
-
-
-def test_flip_mirrors_some_images_and_keeps_the_rest() -> None:
-    images = _batch(32)
-    flipped = augment_batch(images, "flip", torch.Generator().manual_seed(0))
-    mirrored = [
-        torch.equal(out, image.flip(-1)) for out, image in zip(flipped, images, strict=True)
-    ]
-    kept = [torch.equal(out, image) for out, image in zip(flipped, images, strict=True)]
-    assert all(m or k for m, k in zip(mirrored, kept, strict=True))
-    assert any(mirrored) and any(kept)
-
-
-def test_standard_changes_every_image() -> None:
-    images = _batch(16)
-    out = augment_batch(images, "standard", torch.Generator().manual_seed(0))
-    assert all(not torch.equal(a, b) for a, b in zip(out, images, strict=True))
-
-
-def test_standard_without_crop_or_jitter_is_the_flip(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(data, "CROP_SCALE", (1.0, 1.0))
-    monkeypatch.setattr(data, "CROP_RATIO", (1.0, 1.0))
-    monkeypatch.setattr(data, "JITTER", 0.0)
-    images = _batch(16)
-    standard = augment_batch(images, "standard", torch.Generator().manual_seed(4))
-    flip = augment_batch(images, "flip", torch.Generator().manual_seed(4))
-    assert torch.equal(standard, flip)
-
-
-def test_augment_rejects_unknown_levels() -> None:
-    with pytest.raises(ValueError, match="augment must be one of"):
-        augment_batch(_batch(), "extreme", torch.Generator())
-
-
-def test_normalize_matches_the_imagenet_formula() -> None:
-    images = _batch(4)
-    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
-    expected = (images.double() / 255.0 - mean.double()) / std.double()
-    out = normalize(images)
-    assert out.dtype == torch.float32
-    torch.testing.assert_close(out.double(), expected, rtol=0, atol=1e-5)
-
-
-# --- loaders ---------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def tensors() -> ImageTensors:
-    """Ten 8 px images, each filled with its own index, labels index % 3."""
-    images = torch.arange(10, dtype=torch.uint8).view(10, 1, 1, 1).expand(10, 3, 8, 8).contiguous()
-    return ImageTensors(
-        images=images, labels=torch.arange(10) % 3, paths=[f"train/c/{i}.png" for i in range(10)]
-    )
-
-
-def _epoch(loader: object) -> list[list[int]]:
-    return [images[:, 0, 0, 0].tolist() for images, _ in loader]  # type: ignore[attr-defined]
-
-
-def test_loader_yields_each_index_once_with_its_label(tensors: ImageTensors) -> None:
-    indices = torch.tensor([9, 2, 5, 7, 0, 3, 8])
-    loader = make_loader(tensors, indices, 3, augment="none", shuffle=True, seed=1, num_workers=0)
-    batches = list(loader)
-    assert [len(labels) for _, labels in batches] == [3, 3, 1] and len(loader) == 3
-    seen = torch.cat([images[:, 0, 0, 0] for images, _ in batches]).long()
-    assert sorted(seen.tolist()) == sorted(indices.tolist())
-    assert torch.equal(torch.cat([labels for _, labels in batches]), seen % 3)
-    assert all(
-        images.dtype == torch.uint8 and labels.dtype == torch.int64 for images, labels in batches
-    )
-
-
-def test_loader_without_shuffle_keeps_the_index_order(tensors: ImageTensors) -> None:
-    indices = torch.tensor([4, 1, 8])
-    loader = make_loader(tensors, indices, 2, augment="none", shuffle=False, seed=0, num_workers=0)
-    assert _epoch(loader) == [[4, 1], [8]]
-
-
-def test_loader_drop_last_drops_the_partial_batch(tensors: ImageTensors) -> None:
-    loader = make_loader(
-        tensors,
-        torch.arange(10),
-        4,
-        augment="none",
-        shuffle=True,
-        seed=0,
-        num_workers=0,
-        drop_last=True,
-    )
-    assert len(loader) == 2 and [len(batch) for batch in _epoch(loader)] == [4, 4]
-
-
-def test_loader_order_is_fixed_by_seed_and_epoch(tensors: ImageTensors) -> None:
-    def loader() -> data.EpochLoader:
-        return make_loader(
-            tensors, torch.arange(10), 4, augment="none", shuffle=True, seed=3, num_workers=0
-        )
-
-    first = loader()
-    epoch0, epoch1 = _epoch(first), _epoch(first)  # plain iteration counts epochs up from 0
-    assert epoch0 != epoch1
-    again = loader()
-    again.set_epoch(1)
-    assert _epoch(again) == epoch1
-    again.set_epoch(0)
-    assert _epoch(again) == epoch0
-
-
-@pytest.mark.parametrize("augment", ["flip", "standard"])
-def test_loader_augmentation_is_reproducible_and_worker_independent(
-    image_folder: Path, augment: str
-) -> None:
-    splits = load_splits(config_for(image_folder))
-
-    def epoch_images(num_workers: int) -> torch.Tensor:
-        loader = make_loader(
-            splits.pool,
-            splits.train_idx,
-            8,
-            augment=augment,
-            shuffle=True,
-            seed=2,
-            num_workers=num_workers,
-        )
-        loader.set_epoch(1)
-        return torch.cat([images for images, _ in loader])
-
-    in_process, with_workers = epoch_images(0), epoch_images(2)
-    assert torch.equal(in_process, with_workers)
-    plain = splits.pool.images[splits.train_idx]
-    assert not torch.equal(in_process.sort(dim=0).values, plain.sort(dim=0).values)
-
-
-def test_make_loader_rejects_unknown_augment(tensors: ImageTensors) -> None:
-    with pytest.raises(ValueError, match="augment must be one of"):
-        make_loader(
-            tensors, torch.arange(3), 2, augment="heavy", shuffle=False, seed=0, num_workers=0
-        )

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 import torch
-from imagefolder import write_image_folder
 
+from tests.imagefolder import write_image_folder
 from trainer import (
     EpochMetrics,
     Interrupted,
@@ -19,7 +19,7 @@ from trainer import (
     WeightsError,
     train,
 )
-from trainer.loop import Precision, resolve_device
+from trainer.device import Precision, resolve_device
 from trainer.models import build_model
 
 torch.set_num_threads(1)

@@ -9,9 +9,10 @@ import pytest
 import torch
 from torch import nn
 
+from trainer.checkpoint import load_checkpoint
 from trainer.config import TrainConfig
 from trainer.errors import WeightsError
-from trainer.models import PartACNN, build_model, load_checkpoint, model_units, weights_identity
+from trainer.models import PartACNN, build_model, model_units, weights_identity
 
 torch.set_num_threads(1)
 

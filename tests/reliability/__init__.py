@@ -1,0 +1,1 @@
+"""Reliability tests: faults, load, bad input, security."""
