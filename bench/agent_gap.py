@@ -103,12 +103,13 @@ def _measure(
     home: Path, trainer: str, spare: bool, wandb: str, runs: int
 ) -> tuple[list[float], list[float]]:
     """Run one agent on a fresh grid of `runs` configs; return (overheads, gaps to first step)."""
+    import yaml
     from rich.console import Console
 
     from agent import run_agent
     from sweeper.backends import open_backend
     from sweeper.paths import Home
-    from sweeper.spec import SweepSpec
+    from sweeper.spec import parse_spec
 
     stamps = Path(tempfile.mkdtemp(dir=home))
     os.environ[STAMP_DIR_ENV] = str(stamps)
@@ -118,9 +119,7 @@ def _measure(
         "metric": {"name": "val_accuracy", "goal": "maximize"},
         "parameters": {"data_dir": {"value": "unused"}, "seed": {"values": list(range(runs))}},
     }
-    spec = SweepSpec(
-        raw=raw, source="<bench>", method="grid", metric_name="val_accuracy", metric_goal="maximize"
-    )
+    spec = parse_spec(yaml.safe_dump(raw), "<bench>")
     backend = open_backend("local", Home(home))
     sweep_id = backend.create_sweep(spec).id
     backend.close()

@@ -18,7 +18,7 @@ from agent import AgentSummary, run_agent
 from sweeper.backends.local import LocalBackend
 from sweeper.models import Run, RunState
 from sweeper.paths import Home
-from sweeper.spec import SweepSpec
+from tests.specs import parsed_spec
 
 HERE = Path(__file__).parent
 FAKE = "tests.agent.fake_trainer:train"
@@ -50,16 +50,7 @@ def make_sweep(
         raw["run_cap"] = run_cap
     if early_terminate is not None:
         raw["early_terminate"] = early_terminate
-    spec = SweepSpec(
-        raw=raw,
-        source="<test>",
-        method=method,  # type: ignore[arg-type]
-        metric_name="val_accuracy",
-        metric_goal="maximize",
-        run_cap=run_cap,
-        early_terminate=early_terminate,
-    )
-    return LocalBackend(Home()).create_sweep(spec).id
+    return LocalBackend(Home()).create_sweep(parsed_spec(raw)).id
 
 
 def runs_of(sweep_id: str) -> list[Run]:

@@ -20,6 +20,7 @@ from sweeper.models import Run, RunState, Sweep, SweepState
 from sweeper.paths import Home
 from sweeper.spec import SweepSpec
 from tests.imagefolder import write_image_folder
+from tests.specs import parsed_spec
 
 CLASSES = ["amphibia", "aves", "fungi"]
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)
@@ -246,21 +247,14 @@ WORKER = "test-worker"
 def sweep_spec(
     name: str, parameters: dict[str, Any], method: Literal["bayes", "random", "grid"] = "grid"
 ) -> SweepSpec:
-    """A SweepSpec as `load_spec` returns it for the equivalent YAML (metric val_accuracy)."""
+    """The SweepSpec `load_spec` returns for the equivalent YAML (metric val_accuracy)."""
     raw = {
         "name": name,
         "method": method,
         "metric": {"name": "val_accuracy", "goal": "maximize"},
         "parameters": parameters,
     }
-    return SweepSpec(
-        raw=raw,
-        source=f"sweeps/{name}.yaml",
-        name=name,
-        method=method,
-        metric_name="val_accuracy",
-        metric_goal="maximize",
-    )
+    return parsed_spec(raw, f"sweeps/{name}.yaml")
 
 
 def run_sweep(
@@ -399,7 +393,7 @@ def new_run() -> Callable[..., Run]:
 
 @pytest.fixture
 def spec_of() -> Callable[..., SweepSpec]:
-    """`sweep_spec(name, parameters, method="grid")`: a validated spec built directly."""
+    """`sweep_spec(name, parameters, method="grid")`: a spec validated by the real parser."""
     return sweep_spec
 
 
@@ -411,5 +405,11 @@ def train_sweep() -> Callable[..., Sweep]:
 
 @pytest.fixture
 def tiny_parameters(image_folder: Path) -> dict[str, Any]:
-    """Fixed sweep parameters for a 2-epoch tiny CNN on the session's image folder."""
-    return {**TINY, "data_dir": {"value": str(image_folder)}}
+    """Fixed sweep parameters for a 2-epoch tiny CNN trained from scratch on the session's
+    image folder."""
+    return {
+        **TINY,
+        "data_dir": {"value": str(image_folder)},
+        "mode": {"value": "scratch"},
+        "weights": {"value": "none"},
+    }

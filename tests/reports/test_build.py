@@ -322,7 +322,9 @@ def test_user_errors_raise_sweeper_error(
     message: str,
 ) -> None:
     backend = LocalBackend(Home(isolated_env))
-    backend.create_sweep(spec_of("part-a", {"lr": {"values": [0.1, 0.01]}}))
+    backend.create_sweep(
+        spec_of("part-a", {"data_dir": {"value": "data"}, "lr": {"values": [0.1, 0.01]}})
+    )
     with pytest.raises(SweeperError, match=re.escape(message)):
         build_report(backend, out_dir=tmp_path / "out", **kwargs)
     assert not (tmp_path / "out").exists()

@@ -14,7 +14,11 @@ from sweeper.backends.local import LocalBackend
 from sweeper.errors import NotFoundError, SweeperError
 from sweeper.paths import Home
 
-PARAMETERS = {"lr": {"values": [0.1, 0.01]}, "mode": {"value": "head"}}
+PARAMETERS = {
+    "data_dir": {"value": "data"},
+    "lr": {"values": [0.1, 0.01]},
+    "mode": {"value": "head"},
+}
 
 
 @pytest.fixture

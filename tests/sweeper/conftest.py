@@ -31,7 +31,13 @@ def build_spec(
     goal: Literal["maximize", "minimize"] = "maximize",
     name: str | None = None,
 ) -> SweepSpec:
-    """A SweepSpec as `load_spec` would return it for the equivalent YAML."""
+    """A SweepSpec as `load_spec` would return it for the equivalent YAML.
+
+    Built directly, not through `parse_spec` (tests/specs.py): the engine and store tests
+    sweep abstract names (`a`, `b`) and pass specs the trainer layer rejects on purpose (an
+    engine error, a minimized val_accuracy). Once the spec package can check W&B's schema
+    without the trainer layer, this should go through that.
+    """
     raw: dict[str, Any] = {
         "method": method,
         "metric": {"name": "val_accuracy", "goal": goal},
