@@ -34,8 +34,13 @@ def make_sweep(
     run_cap: int | None = None,
     early_terminate: dict[str, Any] | None = None,
     fixed: dict[str, Any] | None = None,
+    unchecked: dict[str, Any] | None = None,
 ) -> str:
-    """Create a sweep in the test's home over `swept` values, fixed data_dir and epochs; return its id."""
+    """Create a sweep in the test's home over `swept` values, fixed data_dir and epochs; return its id.
+
+    `unchecked` settings join the spec after validation, as in a sweep made outside sweeper
+    (on W&B), so a test can hand the trainer a config it rejects.
+    """
     parameters: dict[str, Any] = {"data_dir": {"value": "data"}}
     if "epochs" not in swept:
         parameters["epochs"] = {"value": epochs}
@@ -50,7 +55,11 @@ def make_sweep(
         raw["run_cap"] = run_cap
     if early_terminate is not None:
         raw["early_terminate"] = early_terminate
-    return LocalBackend(Home()).create_sweep(parsed_spec(raw)).id
+    spec = parsed_spec(raw)
+    if unchecked:
+        parameters = {**parameters, **{name: {"value": v} for name, v in unchecked.items()}}
+        spec = spec.model_copy(update={"raw": {**raw, "parameters": parameters}})
+    return LocalBackend(Home()).create_sweep(spec).id
 
 
 def runs_of(sweep_id: str) -> list[Run]:

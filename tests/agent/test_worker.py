@@ -84,7 +84,7 @@ def test_a_run_is_trained_and_finished_with_its_summary() -> None:
 
 
 def test_a_config_the_trainer_rejects_fails_the_run() -> None:
-    backend, run_id = _claimed({"lr": [1e-4]}, fixed={"mode": "scratch"})
+    backend, run_id = _claimed({"lr": [1e-4]}, unchecked={"mode": "scratch"})
     assert _worker().run(run_id) == "failed"
     run = backend.get_run(run_id)
     assert run.state == RunState.failed
