@@ -139,7 +139,7 @@ class Worker:
     def __init__(
         self, home: Home, backend: str, trainer: str, worker: str, heartbeat_s: float
     ) -> None:
-        from agent.wandb_log import WandbLogger
+        from sweeper.wandb.runlog import WandbLogger
 
         self.home, self.backend_name = home, backend
         self.trainer_ref, self.name, self.heartbeat_s = trainer, worker, heartbeat_s

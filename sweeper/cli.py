@@ -140,7 +140,7 @@ def _current(local: LocalBackend, ref: str | None) -> Sweep:
 def _locate(ref: str | None) -> tuple[Backend, Sweep]:
     """The sweep named by `ref` (or the current one) and the backend that holds it: the
     local store, or W&B for a sweep recorded as a W&B reference (or given as entity/project/id)."""
-    from sweeper.backends.wandb import recorded
+    from sweeper.wandb.backend import recorded
 
     local = _local()
     target = ref or _current_id(local)
@@ -158,7 +158,7 @@ def _locate(ref: str | None) -> tuple[Backend, Sweep]:
 
 def _pick_backend(requested: str | None) -> tuple[str, str]:
     """The backend to create a sweep on, and why it was chosen."""
-    from sweeper.backends.wandb import api_key
+    from sweeper.wandb.credentials import has_credentials
 
     if requested is not None:
         if requested not in BACKENDS:
@@ -166,9 +166,9 @@ def _pick_backend(requested: str | None) -> tuple[str, str]:
                 f"Unknown backend {requested!r}: expected one of {', '.join(BACKENDS)}."
             )
         return requested, "--backend"
-    if api_key():
-        return "wandb", "a W&B API key is configured"
-    return "local", "no W&B API key is configured"
+    if has_credentials():
+        return "wandb", "W&B credentials are configured"
+    return "local", "no W&B credentials are configured"
 
 
 @app.command()
@@ -274,7 +274,7 @@ def list_sweeps(
 
     Example: sweeper ls --json
     """
-    from sweeper.backends.wandb import recorded
+    from sweeper.wandb.backend import recorded
 
     backend = _local()
     sweeps = backend.list_sweeps()
@@ -605,7 +605,7 @@ def sync(
 
     Example: sweeper sync --project inat-sweeps
     """
-    from sweeper.wandb_sync import sync_offline_runs
+    from sweeper.wandb.sync import sync_offline_runs
 
     result = sync_offline_runs(
         State.home, sweep=sweep, entity=entity, project=project, dry_run=dry_run

@@ -28,7 +28,7 @@ def open_backend(
 
         return LocalBackend(home)
     if name == "wandb":
-        from sweeper.backends.wandb import WandbBackend
+        from sweeper.wandb.backend import WandbBackend
 
         return WandbBackend(home, entity=entity, project=project)
     raise BackendError(
