@@ -34,9 +34,9 @@ from rich.console import Console
 from agent.process import WorkerProcess
 from agent.slots import Slot, parse_slots
 from agent.ui import AgentView
-from sweeper.backends import open_backend
 from sweeper.backends.base import Backend
 from sweeper.errors import AgentError
+from sweeper.locate import open_backend
 from sweeper.models import Claim, Run, RunState, SweepState
 from sweeper.paths import Home, private_dir
 

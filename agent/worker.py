@@ -30,8 +30,8 @@ import traceback
 from collections.abc import Callable
 from typing import IO, Any, NoReturn
 
-from sweeper.backends import open_backend
 from sweeper.backends.base import Backend
+from sweeper.locate import open_backend
 from sweeper.models import Control, RunState
 from sweeper.paths import Home, private_dir
 
@@ -139,7 +139,7 @@ class Worker:
     def __init__(
         self, home: Home, backend: str, trainer: str, worker: str, heartbeat_s: float
     ) -> None:
-        from agent.wandb_log import WandbLogger
+        from sweeper.wandb.runlog import WandbLogger
 
         self.home, self.backend_name = home, backend
         self.trainer_ref, self.name, self.heartbeat_s = trainer, worker, heartbeat_s

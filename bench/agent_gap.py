@@ -107,7 +107,7 @@ def _measure(
     from rich.console import Console
 
     from agent import run_agent
-    from sweeper.backends import open_backend
+    from sweeper.locate import open_backend
     from sweeper.paths import Home
     from sweeper.spec import parse_spec
 

@@ -23,7 +23,8 @@ from rich.table import Table
 from typer.core import TyperGroup
 
 from sweeper import __version__
-from sweeper.backends import (
+from sweeper.errors import SpecError, SweeperError
+from sweeper.locate import (
     BACKEND_NAMES,
     current_id,
     list_all,
@@ -32,7 +33,6 @@ from sweeper.backends import (
     open_backend,
     pick_backend,
 )
-from sweeper.errors import SpecError, SweeperError
 from sweeper.paths import Home
 
 if TYPE_CHECKING:
@@ -174,7 +174,7 @@ def create(
         str | None,
         typer.Option(
             "--backend",
-            help=f"{' or '.join(BACKEND_NAMES)} (default: wandb when an API key is configured, else local).",
+            help=f"{' or '.join(BACKEND_NAMES)} (default: wandb when W&B credentials are configured, else local).",
         ),
     ] = None,
     entity: Annotated[
@@ -547,7 +547,7 @@ def sync(
 
     Example: sweeper sync --project inat-sweeps
     """
-    from sweeper.wandb_sync import sync_offline_runs
+    from sweeper.wandb.sync import sync_offline_runs
 
     result = sync_offline_runs(
         _home(ctx), sweep=sweep, entity=entity, project=project, dry_run=dry_run

@@ -5,7 +5,8 @@ user-only.
 Most checks read one end-to-end user story (`hostile`): with WANDB_API_KEY set to a marker,
 a sweep named `../../<script>...` whose data_dir values are a real dataset and an HTML tag is
 created through the CLI, run by `sweeper agent` with the real trainer (wandb offline), shown
-with `status`/`ls` and reported with `report`.
+with `status`/`ls` and reported with `report`; then the W&B paths against a stand-in server
+on 127.0.0.1 (`sweeper sync` under 401, `sweeper create --backend wandb` under 429).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import torch
 
 from sweeper.paths import Home
 from tests.reliability.reliability_kit import sweeper, write_spec
+from tests.standin_http import standin
 from trainer import TrainConfig, WeightsError, train
 from trainer.checkpoint import load_checkpoint
 from trainer.imagecache import ImageCache
@@ -164,8 +166,8 @@ def hostile(tmp_path_factory: pytest.TempPathFactory, image_folder: Path) -> Hos
     spec = write_spec(work / "hostile.yaml", parameters)
     previous = os.umask(0o022)  # the usual umask: what user-only modes must not rely on
 
-    def run(key: str, *args: str) -> subprocess.CompletedProcess[str]:
-        outputs[key] = sweeper(*args, env=env, cwd=work)
+    def run(key: str, *args: str, **extra: str) -> subprocess.CompletedProcess[str]:
+        outputs[key] = sweeper(*args, env={**env, **extra}, cwd=work)
         return outputs[key]
 
     outputs: dict[str, subprocess.CompletedProcess[str]] = {}
@@ -184,6 +186,16 @@ def hostile(tmp_path_factory: pytest.TempPathFactory, image_folder: Path) -> Hos
             ("unknown sweep", "status", "no-such-sweep"),
         ):
             run(key, *args)
+        # The W&B paths, against a stand-in server: the login check, the upload, retries.
+        with standin(401) as url:
+            run("sync under 401", "sync", WANDB_BASE_URL=url)
+        with standin(429) as url:
+            run(
+                "create --backend wandb under 429",
+                *("create", str(spec), "--backend", "wandb"),
+                WANDB_BASE_URL=url,
+                SWEEPER_WANDB_TIMEOUT="2",
+            )
     finally:
         os.umask(previous)
     return Hostile(root, work, work / ".sweeper", json.loads(created.stdout)["id"], outputs)
@@ -193,7 +205,8 @@ def hostile(tmp_path_factory: pytest.TempPathFactory, image_folder: Path) -> Hos
 def test_the_hostile_story_runs_and_reports_without_a_traceback(hostile: Hostile) -> None:
     for key, result in hostile.outputs.items():
         assert "Traceback" not in result.stdout + result.stderr, key
-        assert result.returncode == (2 if key == "unknown sweep" else 0), (key, result.stderr)
+        failing = ("unknown sweep", "sync under 401", "create --backend wandb under 429")
+        assert result.returncode == (2 if key in failing else 0), (key, result.stderr)
     runs = {
         Path(r["config"]["data_dir"]).name: r
         for r in json.loads(hostile.outputs["status --json"].stdout)["runs"]

@@ -1,8 +1,9 @@
 """One contract suite for every backend: the behaviour `sweeper/backends/base.py` promises.
 
-Each test runs against `local` (a real SQLite store) and `wandb` (the same code that
-talks to W&B, on the in-memory fake server of tests/sweeper/fake_wandb.py). A backend's
-known gap is a `pytest.skip` naming the reason.
+Each test runs against `local` (a real SQLite store) and `wandb` (RealClient and wandb's
+own client, on the fake W&B server of tests/sweeper/fake_wandb.py under wandb's transport;
+runs are real offline wandb runs). A backend's known gap is a `pytest.skip` naming the
+reason.
 """
 
 from __future__ import annotations
@@ -17,12 +18,12 @@ import pytest
 from reports.data import gather
 from sweeper.backends.base import Backend
 from sweeper.backends.local import LocalBackend
-from sweeper.backends.wandb import WandbBackend
 from sweeper.errors import NotFoundError, SweeperError
 from sweeper.models import MAX_CRASH_RETRIES, Control, RunState, SweepState
 from sweeper.paths import Home
 from sweeper.spec import SweepSpec, parse_spec
-from tests.sweeper.fake_wandb import FakeWandb
+from sweeper.wandb.backend import WandbBackend
+from tests.sweeper.fake_wandb import fresh_wandb_session, serve  # noqa: F401 - autouse fixture
 
 GRID = """
 name: contract
@@ -51,15 +52,23 @@ def epoch(n: int, val_accuracy: float) -> dict[str, Any]:
 
 
 @pytest.fixture(params=["local", "wandb"])
-def backend(request: pytest.FixtureRequest, isolated_env: Path) -> Iterator[Backend]:
+def backend(
+    request: pytest.FixtureRequest, isolated_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Backend]:
     """Each backend on a fresh home; W&B on the fake server, retries without waiting."""
-    chosen: Backend = (
-        LocalBackend(Home())
-        if request.param == "local"
-        else WandbBackend(Home(), client=FakeWandb(), sleep=lambda s: None)
-    )
+    chosen: Backend
+    if request.param == "local":
+        chosen = LocalBackend(Home())
+    else:
+        serve(monkeypatch, isolated_env)
+        chosen = WandbBackend(Home(), sleep=lambda s: None)
     yield chosen
     chosen.close()
+    if request.param == "wandb":
+        import wandb
+
+        # The fake server's wandb-core session must not serve the next test's offline runs.
+        wandb.teardown()
 
 
 @pytest.fixture
@@ -180,7 +189,9 @@ def test_a_crashed_run_is_queued_again_then_failed(backend: Backend, spec: Sweep
         assert backend.get_run(run.id).state == RunState.crashed
         retry = backend.claim_run(sweep.id, "w").run
         assert retry is not None
-        assert (retry.config, retry.retry_of, retry.attempt) == (config, run.id, attempt + 1)
+        assert (retry.config, retry.attempt) == (config, attempt + 1)
+        # Local: a new run. W&B: the same run, resumed under the id its controller issued.
+        assert retry.retry_of == run.id or (backend.name, retry.id) == ("wandb", run.id)
         run = retry
 
 

@@ -116,7 +116,7 @@ def test_ls_table_marks_the_current_sweep(spec_file: Path) -> None:
 
 
 def test_status_lists_runs_with_their_keys(spec_file: Path) -> None:
-    from sweeper.backends import open_backend
+    from sweeper.locate import open_backend
     from sweeper.paths import Home
 
     sweep_id = json.loads(invoke("create", str(spec_file), "--json")[1])["id"]

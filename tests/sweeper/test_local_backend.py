@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 from sweeper import engine
-from sweeper.backends import open_backend
 from sweeper.backends.local import PROPOSE_TRIES, LocalBackend
 from sweeper.errors import BackendError, NotFoundError, SweeperError
+from sweeper.locate import open_backend
 from sweeper.models import MAX_CRASH_RETRIES, Claim, Control, RunState, SweepState
 from sweeper.paths import Home
 from sweeper.spec import SweepSpec

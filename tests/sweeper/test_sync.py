@@ -1,8 +1,11 @@
 """`sweeper sync`: offline wandb runs of local sweeps uploaded once, grouped by sweep.
 
-The upload entry point (wandb's `wandb sync` code) is replaced by a recorder: there is no
-network. One test reads a run folder that wandb itself wrote offline, in a subprocess;
-the others write the same `.wandb` format directly, which is quicker.
+The upload entry point (wandb's `wandb sync` code) is replaced by a recorder that, like
+wandb-core, leaves the `.wandb.synced` marker for each run it uploaded, or none when the
+server refused it; the login check runs through wandb's client on the fake server of
+tests/sweeper/fake_wandb.py. One test reads a run folder that wandb itself wrote offline,
+in a subprocess; the others write the same `.wandb` format directly, which is quicker. The
+CLI test under 401 runs against a stand-in HTTP server, wandb's real upload code and all.
 """
 
 from __future__ import annotations
@@ -19,15 +22,17 @@ import pytest
 from typer.testing import CliRunner
 from wandb.proto import wandb_internal_pb2
 
-from sweeper import wandb_sync
 from sweeper.backends.local import LocalBackend
 from sweeper.cli import app
 from sweeper.errors import BackendError, NotFoundError
 from sweeper.paths import Home
 from sweeper.spec import parse_spec
-from sweeper.wandb_sync import read_run_record, sync_offline_runs
+from sweeper.wandb import sync as wandb_sync
+from sweeper.wandb.sync import read_run_record, sync_offline_runs
+from tests.standin_http import standin
+from tests.sweeper.fake_wandb import KEY, FakeWandb, fresh_wandb_session, serve  # noqa: F401 - autouse fixture
 
-KEY = "s" * 30 + "SYNCSECRET"
+ROOT = Path(__file__).resolve().parents[2]
 
 SPEC = """
 method: grid
@@ -39,17 +44,25 @@ parameters:
 
 
 class Uploads:
-    """Stands in for `wandb sync`: records each call; can fail the next one."""
+    """Stands in for `wandb sync`: records each call and, as wandb-core does for each run the
+    server accepted, writes the run's `.wandb.synced` marker; can fail or refuse the next call."""
 
     def __init__(self) -> None:
         self.calls: list[tuple[list[str], str | None, str]] = []
         self.error: Exception | None = None
+        self.refuse = False  # return quietly without uploading, as wandb's sync does
 
     def __call__(self, paths: list[Path], entity: str | None, project: str) -> None:
         if self.error is not None:
             error, self.error = self.error, None
             raise error
         self.calls.append((sorted(p.name for p in paths), entity, project))
+        if self.refuse:
+            self.refuse = False
+            return
+        for path in paths:
+            for wandb_file in path.glob("*.wandb"):
+                wandb_file.with_name(wandb_file.name + ".synced").touch()
 
 
 def frame(payloads: list[bytes], block: int = 32 * 1024) -> bytes:
@@ -89,8 +102,13 @@ def write_run(home: Home, run_id: str, group: str | None, padding: int = 0) -> P
 
 
 @pytest.fixture
-def keyed(monkeypatch: pytest.MonkeyPatch) -> str:
-    monkeypatch.setenv("WANDB_API_KEY", KEY)
+def fake(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> FakeWandb:
+    """The W&B server the login check reaches, through wandb's client."""
+    return serve(monkeypatch, tmp_path)
+
+
+@pytest.fixture
+def keyed(fake: FakeWandb) -> str:
     return KEY
 
 
@@ -195,6 +213,33 @@ def test_a_failed_upload_is_redacted_and_retried_next_time(
     assert [g.run_ids for g in retried.groups] == [["ra1"]]
 
 
+def test_a_refused_sync_is_not_recorded_and_is_retried(
+    keyed: str, sweeps_here: tuple[str, str]
+) -> None:
+    write_run(Home(), "ra1", sweeps_here[0])
+    write_run(Home(), "ra2", sweeps_here[0])
+    uploads = Uploads()
+    uploads.refuse = True
+    with pytest.raises(BackendError, match="2 of 2 run") as info:
+        sync_offline_runs(Home(), upload=uploads)
+    assert "ra1, ra2" in str(info.value) and "sweeper sync" in str(info.value)
+    retried = sync_offline_runs(Home(), upload=uploads)
+    assert [g.run_ids for g in retried.groups] == [["ra1", "ra2"]]
+    assert sync_offline_runs(Home(), upload=uploads).already_synced == 2
+
+
+def test_a_refused_key_stops_the_sync_before_any_upload(
+    fake: FakeWandb, sweeps_here: tuple[str, str]
+) -> None:
+    write_run(Home(), "ra1", sweeps_here[0])
+    uploads = Uploads()
+    fake.fail(401, operation="auth_request")
+    with pytest.raises(BackendError, match="refused the credentials") as info:
+        sync_offline_runs(Home(), upload=uploads)
+    assert KEY not in str(info.value)
+    assert uploads.calls == []
+
+
 def test_a_run_wandb_wrote_offline_is_found(keyed: str, sweeps_here: tuple[str, str]) -> None:
     sweep_id = sweeps_here[0]
     script = textwrap.dedent(
@@ -230,6 +275,25 @@ def test_cli_sync_reports_what_it_uploaded(
     assert "Uploaded 1 run(s) of sweep" in done.output and sweeps_here[0] in done.output
     again = runner.invoke(app, ["sync"])
     assert "Nothing to upload" in again.output and "1 run(s) were uploaded before" in again.output
+
+
+@pytest.mark.slow
+def test_cli_sync_under_401_fails_and_leaves_the_runs_queued(sweeps_here: tuple[str, str]) -> None:
+    write_run(Home(), "ra1", sweeps_here[0])
+    with standin(401) as url:
+        env = {**os.environ, "WANDB_BASE_URL": url, "WANDB_API_KEY": KEY, "PYTHONPATH": str(ROOT)}
+        result = subprocess.run(
+            [sys.executable, "-m", "sweeper", "sync"],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+        )
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "refused the credentials" in result.stderr and "wandb login" in result.stderr
+    assert "Traceback" not in result.stderr and KEY not in result.stdout + result.stderr
+    queued = sync_offline_runs(Home(), dry_run=True)
+    assert [g.run_ids for g in queued.groups] == [["ra1"]]
 
 
 def test_cli_sync_without_a_key_exits_2_with_the_login_hint() -> None:

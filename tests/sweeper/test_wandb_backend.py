@@ -1,6 +1,9 @@
-"""The W&B backend beyond the shared contract: key selection, retries, redaction, W&B's
-controller commands, several hosts, the store migration, the CLI, and spec parity with
-W&B's schema. The server is tests/sweeper/fake_wandb.py; nothing touches the network."""
+"""The W&B backend beyond the shared contract, run end to end through wandb's own client:
+retries through wandb's error wrapping, heartbeat outages, W&B's run protocol (issued run
+ids, preemption, crash retries, one agent per worker, exit), several hosts, the store
+migration, the CLI, and spec parity with W&B's schema. The server is the fake of
+tests/sweeper/fake_wandb.py under wandb's transport, or a stand-in HTTP server on
+127.0.0.1; nothing else touches the network."""
 
 from __future__ import annotations
 
@@ -10,7 +13,6 @@ import os
 import sqlite3
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -20,25 +22,19 @@ import yaml
 from typer.testing import CliRunner
 
 from sweeper import store as store_module
-from sweeper.backends import open_backend
-from sweeper.backends import wandb as wandb_backend
-from sweeper.backends.wandb import (
-    RunRecord,
-    WandbBackend,
-    _history,
-    _run_state,
-    api_key,
-    recorded,
-)
 from sweeper.cli import app
 from sweeper.errors import BackendError, NotFoundError, SpecError, SweeperError
+from sweeper.locate import open_backend
 from sweeper.models import Control, RunState, SweepState
 from sweeper.paths import Home
 from sweeper.spec import SweepSpec, load_spec, parse_spec
-from sweeper.wandb_sync import read_run_record
-from tests.sweeper.fake_wandb import FakeHTTPError, FakeWandb, http_error
+from sweeper.wandb.backend import WandbBackend, _history, _run_state, recorded
+from sweeper.wandb.client import RunRecord
+from sweeper.wandb.retry import Retry
+from tests.standin_http import standin
+from tests.sweeper.fake_wandb import KEY, FakeWandb, fresh_wandb_session, serve  # noqa: F401 - autouse fixture
 
-KEY = "k" * 24 + "SECRETKEY" + "7" * 7  # 40 characters, like a W&B key
+ROOT = Path(__file__).resolve().parents[2]
 
 GRID = """
 name: grid
@@ -76,8 +72,8 @@ class Clock:
 
 
 @pytest.fixture
-def fake() -> FakeWandb:
-    return FakeWandb(entity="team")
+def fake(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> FakeWandb:
+    return serve(monkeypatch, tmp_path)  # every host's wandb folder of the test
 
 
 @pytest.fixture
@@ -85,181 +81,181 @@ def clock() -> Clock:
     return Clock()
 
 
-@pytest.fixture
-def keyed(monkeypatch: pytest.MonkeyPatch) -> str:
-    monkeypatch.setenv("WANDB_API_KEY", KEY)
-    return KEY
-
-
-def make(fake: FakeWandb, clock: Clock, home: Home | None = None, **kwargs: Any) -> WandbBackend:
-    return WandbBackend(home or Home(), client=fake, sleep=clock.sleep, clock=clock, **kwargs)
+def make(clock: Clock, home: Home | None = None, **kwargs: Any) -> WandbBackend:
+    return WandbBackend(home or Home(), sleep=clock.sleep, clock=clock, **kwargs)
 
 
 def spec_of(text: str) -> SweepSpec:
     return parse_spec(text, "t.yaml")
 
 
-# --- selection and credentials ---------------------------------------------------------
-
-
-def test_no_key_is_a_clear_error_naming_both_ways_to_log_in() -> None:
+def test_no_credentials_is_a_clear_error_naming_both_ways_to_log_in() -> None:
     with pytest.raises(BackendError) as info:
         open_backend("wandb", Home())
     assert "wandb login" in str(info.value) and "WANDB_API_KEY" in str(info.value)
 
 
+# --- faults, through wandb's own wrapping ------------------------------------------------
+
+
 @pytest.mark.parametrize(
-    ("base_url", "machine", "found"),
+    ("operation", "status", "per_call"),
     [
-        (None, "api.wandb.ai", True),
-        (None, "example.com", False),
-        ("https://wandb.example.com", "wandb.example.com", True),
-        ("https://wandb.example.com", "api.wandb.ai", False),
+        ("UpsertSweep", 429, 5),  # wandb.sweep, which tries 5 variants of its document
+        ("CreateAgent", 503, 1),  # _register_agent
+        ("Heartbeat", 429, 1),  # _agent_heartbeat, which would have swallowed it
+        (("GetSweep", "GetSweepLegacy"), 500, 2),  # Api.sweep, which falls back to a legacy query
+        ("Runs", 502, 1),  # Api.runs
     ],
 )
-def test_netrc_key_is_read_for_the_configured_host(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, base_url: str | None, machine: str, found: bool
+def test_429_and_5xx_are_retried_through_wandbs_wrapping(
+    fake: FakeWandb, clock: Clock, operation: str | tuple[str, ...], status: int, per_call: int
 ) -> None:
-    netrc = tmp_path / "netrc"
-    netrc.write_text(f"machine {machine}\n  login user\n  password {KEY}\n")
-    netrc.chmod(0o600)
-    monkeypatch.setenv("NETRC", str(netrc))
-    if base_url:
-        monkeypatch.setenv("WANDB_BASE_URL", base_url)
-    assert api_key() == (KEY if found else None)
-
-
-@pytest.mark.parametrize(
-    ("value", "ok"), [("0.5", True), ("abc", False), ("-1", False), ("nan", False)]
-)
-def test_timeout_setting_is_checked(monkeypatch: pytest.MonkeyPatch, value: str, ok: bool) -> None:
-    monkeypatch.setenv("SWEEPER_WANDB_TIMEOUT", value)
-    if ok:
-        assert wandb_backend.timeout_s() == 0.5
-    else:
-        with pytest.raises(SweeperError, match="SWEEPER_WANDB_TIMEOUT"):
-            wandb_backend.timeout_s()
-
-
-# --- network faults --------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("status", [429, 500, 502, 503])
-def test_transient_errors_are_retried_with_backoff(
-    fake: FakeWandb, clock: Clock, keyed: str, status: int
-) -> None:
-    backend = make(fake, clock)
+    backend = make(clock)
+    fake.fail(status, times=2 * per_call, operation=operation)
     sweep = backend.create_sweep(spec_of(GRID))
-    fake.fail(
-        "agent_heartbeat", http_error(status), http_error(status), TimeoutError("read timed out")
-    )
     claim = backend.claim_run(sweep.id, "w")
+    backend.list_runs(sweep.id)
     assert claim.run is not None
-    assert fake.calls.count("agent_heartbeat") == 4
-    assert len(clock.slept) == 3
-    assert clock.slept[2] > clock.slept[0]  # the backoff grows
+    names = (operation,) if isinstance(operation, str) else operation
+    assert sum(fake.operations.count(name) for name in names) >= 2 * per_call + 1
+    assert len(clock.slept) == 2 and clock.slept[1] > clock.slept[0] / 3
 
 
-def test_an_unreachable_server_ends_in_a_clear_error_within_the_timeout(
-    fake: FakeWandb, clock: Clock, keyed: str, monkeypatch: pytest.MonkeyPatch
+def test_a_heartbeat_outage_ends_in_a_clear_error_within_the_timeout(
+    fake: FakeWandb, clock: Clock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("SWEEPER_WANDB_TIMEOUT", "20")
-    backend = make(fake, clock)
-    fake.unreachable = True
+    backend = make(clock)
+    sweep = backend.create_sweep(spec_of(GRID))
+    run = backend.claim_run(sweep.id, "w").run
+    assert run is not None
+    fake.fail(503, times=10_000, operation="Heartbeat")
     with pytest.raises(BackendError) as info:
-        backend.create_sweep(spec_of(GRID))
+        backend.heartbeat(run.id, "w")
     message = str(info.value)
-    assert "did not answer" in message and "20 s" in message and "SWEEPER_WANDB_TIMEOUT" in message
+    assert "did not answer for 20 s" in message and "heartbeat the agent" in message
     assert KEY not in message
-    assert sum(clock.slept) <= 20
-    assert len(fake.calls) > 3
-    assert not recorded(backend.store)  # nothing half-created
+    assert 0 < sum(clock.slept) <= 20
 
 
-def test_the_default_timeout_is_60_seconds(fake: FakeWandb, clock: Clock, keyed: str) -> None:
-    backend = make(fake, clock)
-    fake.unreachable = True
-    with pytest.raises(BackendError, match="within 60 s"):
-        backend.list_sweeps() or backend.get_sweep("a/b/c")
-    assert sum(clock.slept) <= 60
-
-
-@pytest.mark.parametrize(
-    ("status", "error", "words"),
-    [
-        (401, BackendError, "refused the API key"),
-        (403, BackendError, "wandb login"),
-        (404, NotFoundError, "does not know"),
-    ],
-)
-def test_permanent_errors_are_not_retried(
-    fake: FakeWandb, clock: Clock, keyed: str, status: int, error: type[Exception], words: str
-) -> None:
-    backend = make(fake, clock)
-    fake.fail("create_sweep", http_error(status))
-    with pytest.raises(error, match=words) as info:
+def test_a_refused_key_is_not_retried(fake: FakeWandb, clock: Clock) -> None:
+    backend = make(clock)
+    fake.fail(401, times=5, operation="UpsertSweep")  # all 5 variants wandb.sweep tries
+    with pytest.raises(BackendError, match="wandb login") as info:
         backend.create_sweep(spec_of(GRID))
     assert KEY not in str(info.value)
     assert clock.slept == []
+    assert not recorded(backend.store)  # nothing half-created
 
 
-def test_the_key_never_leaks_into_any_output(
-    fake: FakeWandb,
-    clock: Clock,
-    keyed: str,
-    monkeypatch: pytest.MonkeyPatch,
-    caplog: pytest.LogCaptureFixture,
-    capsys: pytest.CaptureFixture[str],
+@pytest.mark.slow
+def test_cli_create_under_429_retries_for_the_timeout_then_says_rate_limited(
     tmp_path: Path,
 ) -> None:
-    caplog.set_level(logging.DEBUG)
-    monkeypatch.setattr(wandb_backend, "RealClient", lambda wandb_dir, timeout: fake)
-    monkeypatch.setattr(wandb_backend._Retry, "base_delay_s", 0.001)
-    monkeypatch.setenv("SWEEPER_WANDB_TIMEOUT", "0.05")
-    texts: list[str] = []
-    backend = make(fake, clock)
-    sweep = backend.create_sweep(spec_of(GRID))
-    fake.fail("agent_heartbeat", http_error(429), http_error(503))
-    run = backend.claim_run(sweep.id, "w").run
-    assert run is not None
-    fake.fail("log_epoch", http_error(401))
-    with pytest.raises(BackendError) as info:
-        backend.log_epoch(run.id, "w", {"epoch": 1, "val_accuracy": 0.5})
-    texts.append(str(info.value))
     spec_file = tmp_path / "grid.yaml"
     spec_file.write_text(GRID)
-    runner = CliRunner()
-    results = [
-        runner.invoke(app, ["create", str(spec_file), "--backend", "wandb", "--project", "p"]),
-        runner.invoke(app, ["status", "--json"]),
-        runner.invoke(app, ["ls"]),
-        runner.invoke(app, ["report", sweep.id, "-o", str(tmp_path / "report")]),
-    ]
-    fake.unreachable = True
-    results.append(runner.invoke(app, ["status", sweep.id]))
-    assert results[0].exit_code == 0, results[0].output
-    assert results[-1].exit_code == 2
-    texts += [r.output for r in results]
-    texts += [str(r.exception) for r in results if r.exception is not None]
-    texts += [caplog.text, *capsys.readouterr()]
-    texts += [p.read_text() for p in (tmp_path / "report").glob("*") if p.is_file()]
-    texts += [p.read_text(errors="replace") for p in Home().root.rglob("*.log")]
-    assert [r.exit_code for r in results] == [0, 0, 0, 0, 2], [r.output for r in results]
-    assert any("W&B" in t for t in texts)
-    for text in texts:
-        assert KEY not in text
+    with standin(429) as url:
+        env = {
+            **os.environ,
+            "WANDB_BASE_URL": url,
+            "WANDB_API_KEY": KEY,
+            "SWEEPER_WANDB_TIMEOUT": "4",
+            "PYTHONPATH": str(ROOT),
+        }
+        result = subprocess.run(
+            [sys.executable, "-m", "sweeper", "create", str(spec_file), "--backend", "wandb"],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+        )
+    assert result.returncode == 2, result.stderr
+    assert "rate-limited" in result.stderr and "HTTP 429" in result.stderr
+    assert "for 4 s" in result.stderr and "SWEEPER_WANDB_TIMEOUT" in result.stderr
+    assert "Traceback" not in result.stderr and KEY not in result.stdout + result.stderr
+    assert not recorded(store_module.Store(Home().store_path))
 
 
-# --- W&B's controller ----------------------------------------------------------------
+# --- W&B's run protocol -----------------------------------------------------------------
 
 
-def test_hyperband_stop_commands_reach_the_worker(
-    fake: FakeWandb, clock: Clock, keyed: str
+def test_a_preempted_run_is_handed_back_and_trains_once(
+    fake: FakeWandb, clock: Clock, tmp_path: Path
 ) -> None:
-    backend = make(fake, clock)
+    here = make(clock)
+    sweep = here.create_sweep(spec_of(GRID))
+    run = here.claim_run(sweep.id, "w1").run
+    assert run is not None
+    here.log_epoch(run.id, "w1", {"epoch": 1, "val_accuracy": 0.5})
+    assert here.requeue_run(run.id, "w1", "agent stopped (SIGTERM)")
+    assert fake.uploaded()[run.id].state == "preempted"
+    assert here.get_run(run.id).state == RunState.pending
+    # W&B's controller hands it to whichever agent asks next: here, another host.
+    there = make(clock, home=Home(tmp_path / "host2"))
+    there.get_sweep(f"team/sweeper/{sweep.id}")
+    resumed = there.claim_run(sweep.id, "h2").run
+    assert resumed is not None and (resumed.id, resumed.config) == (run.id, run.config)
+    # ... and never to this host as well.
+    other = here.claim_run(sweep.id, "w1").run
+    assert other is not None and other.id != run.id
+    assert here.claim_run(sweep.id, "w2").done
+
+
+def test_a_killed_workers_retry_trains_under_the_id_w_and_b_issued(
+    fake: FakeWandb, clock: Clock
+) -> None:
+    backend = make(clock)
+    sweep = backend.create_sweep(spec_of(GRID))
+    run = backend.claim_run(sweep.id, "w").run
+    assert run is not None
+    assert backend.fail_run(run.id, "w", "worker killed by SIGKILL", crashed=True)
+    assert backend.get_run(run.id).state == RunState.crashed
+    retry = backend.claim_run(sweep.id, "w").run
+    assert retry is not None
+    assert (retry.id, retry.config, retry.attempt) == (run.id, run.config, 1)
+    assert set(fake.runs) == {run.id}  # no id the controller did not issue
+    backend.log_epoch(retry.id, "w", {"epoch": 1, "val_accuracy": 0.4})
+    backend.finish_run(retry.id, "w", {})
+    states = [
+        next(r.exit.exit_code for r in records if r.WhichOneof("record_type") == "exit")
+        for records in fake.run_files()[run.id]
+    ]
+    assert states == [1, 0]  # handed back (preempting, exit 1), then finished
+
+
+def test_each_worker_registers_one_agent_and_trains_only_its_runs(
+    fake: FakeWandb, clock: Clock
+) -> None:
+    backend = make(clock)
+    sweep = backend.create_sweep(spec_of(GRID))
+    first = backend.claim_run(sweep.id, "w1").run
+    second = backend.claim_run(sweep.id, "w2").run
+    assert first is not None and second is not None and first.id != second.id
+    backend.finish_run(first.id, "w1", {})
+    backend.claim_run(sweep.id, "w1")
+    assert fake.operations.count("CreateAgent") == 2
+    with backend.store.transaction() as conn:
+        owners = dict(conn.execute("SELECT id, agent_id FROM wandb_runs").fetchall())
+    assert owners[first.id] != owners[second.id]
+
+
+def test_an_exit_command_during_a_run_stops_it(fake: FakeWandb, clock: Clock) -> None:
+    backend = make(clock)
+    sweep = backend.create_sweep(spec_of(GRID))
+    run = backend.claim_run(sweep.id, "w").run
+    assert run is not None
+    fake.sweeps[sweep.id].state = "FINISHED"
+    assert backend.heartbeat(run.id, "w") == Control.stop
+    assert backend.finish_run(run.id, "w", {}, state=RunState.stopped)
+    assert "exit" in (backend.get_run(run.id).reason or "")
+    assert backend.claim_run(sweep.id, "w").done
+
+
+def test_hyperband_stop_commands_reach_the_worker(fake: FakeWandb, clock: Clock) -> None:
+    backend = make(clock)
     sweep = backend.create_sweep(spec_of(HYPERBAND))
     first = [backend.claim_run(sweep.id, f"w{i}").run for i in range(3)]
-    assert all(r is not None for r in first)
     for run, value in zip(first, (0.9, 0.8, 0.85), strict=True):
         assert run is not None
         backend.log_epoch(run.id, run.worker or "", {"epoch": 1, "val_accuracy": value})
@@ -267,20 +263,26 @@ def test_hyperband_stop_commands_reach_the_worker(
         backend.finish_run(run.id, run.worker or "", {})
     poor = backend.claim_run(sweep.id, "w9").run
     assert poor is not None
-    controls = [backend.log_epoch(poor.id, "w9", {"epoch": e, "val_accuracy": 0.1}) for e in (1, 2)]
-    assert Control.stop in controls
+    # W&B sees a run's history when wandb-core has streamed it, not at once: epochs go on
+    # until the controller's stop arrives, as in a real sweep.
+    controls = []
+    for e in range(1, 21):
+        controls.append(backend.log_epoch(poor.id, "w9", {"epoch": e, "val_accuracy": 0.1}))
+        if controls[-1] != Control.proceed:
+            break
+    assert controls[-1] == Control.stop
     assert "hyperband" in (backend.get_run(poor.id).reason or "")
     assert backend.finish_run(poor.id, "w9", {}, state=RunState.stopped)
     assert backend.get_run(poor.id).state == RunState.stopped
 
 
 def test_two_hosts_share_a_sweep_without_sharing_a_run(
-    fake: FakeWandb, clock: Clock, keyed: str, tmp_path: Path
+    fake: FakeWandb, clock: Clock, tmp_path: Path
 ) -> None:
-    first = make(fake, clock)
+    first = make(clock)
     sweep = first.create_sweep(spec_of(GRID))
-    assert sweep.url == f"https://wandb.ai/team/sweeper/sweeps/{sweep.id}"
-    other = make(fake, clock, home=Home(tmp_path / "host2"))
+    assert (sweep.url or "").endswith(f"/team/sweeper/sweeps/{sweep.id}")
+    other = make(clock, home=Home(tmp_path / "host2"))
     with pytest.raises(NotFoundError, match="entity/project/sweep_id"):
         other.get_sweep(sweep.id)
     joined = other.get_sweep(f"team/sweeper/{sweep.id}")
@@ -292,45 +294,24 @@ def test_two_hosts_share_a_sweep_without_sharing_a_run(
     other.finish_run(b.run.id, "host2-w", {"test_accuracy": 0.6})
     seen = {r.id: r for r in first.list_runs(sweep.id)}
     assert seen[b.run.id].state == RunState.finished
-    assert seen[b.run.id].summary == {"test_accuracy": 0.6}
+    assert seen[b.run.id].summary["test_accuracy"] == 0.6
     assert seen[b.run.id].metric == 0.7
     assert first.claim_run(sweep.id, "host1-x").done
 
 
 def test_entity_and_project_come_from_options_then_wandb_env(
-    fake: FakeWandb, clock: Clock, keyed: str, monkeypatch: pytest.MonkeyPatch
+    fake: FakeWandb, clock: Clock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("WANDB_ENTITY", "envteam")
     monkeypatch.setenv("WANDB_PROJECT", "envproj")
-    from_env = make(fake, clock).create_sweep(spec_of(GRID))
-    from_options = make(fake, clock, entity="me", project="mine").create_sweep(spec_of(GRID))
+    from_env = make(clock).create_sweep(spec_of(GRID))
+    from_options = make(clock, entity="me", project="mine").create_sweep(spec_of(GRID))
     assert "/envteam/envproj/" in (from_env.url or "")
     assert "/me/mine/" in (from_options.url or "")
-
-
-def test_crashed_runs_end_failed_on_w_and_b_not_running(
-    fake: FakeWandb, clock: Clock, keyed: str
-) -> None:
-    backend = make(fake, clock)
-    sweep = backend.create_sweep(spec_of(GRID))
-    run = backend.claim_run(sweep.id, "w").run
-    assert run is not None
-    backend.log_epoch(run.id, "w", {"epoch": 1, "val_accuracy": 0.5})
-    backend.fail_run(run.id, "w", "worker killed by SIGKILL", crashed=True)
-    server = fake.runs[run.id]
-    assert server.state == "failed"
-    assert server.summary["sweeper_state"] == "crashed"
-    assert backend.get_run(run.id).state == RunState.crashed
-
-
-def test_a_requeued_run_is_preempted_on_w_and_b(fake: FakeWandb, clock: Clock, keyed: str) -> None:
-    backend = make(fake, clock)
-    sweep = backend.create_sweep(spec_of(GRID))
-    run = backend.claim_run(sweep.id, "w").run
-    assert run is not None
-    backend.log_epoch(run.id, "w", {"epoch": 1, "val_accuracy": 0.5})
-    backend.requeue_run(run.id, "w", "agent stopped (SIGTERM)")
-    assert fake.runs[run.id].state == "preempted"
+    assert (fake.sweeps[from_options.id].entity, fake.sweeps[from_options.id].project) == (
+        "me",
+        "mine",
+    )
 
 
 @pytest.mark.parametrize(
@@ -362,13 +343,58 @@ def test_history_drops_wandb_keys_and_keeps_the_last_row_per_epoch() -> None:
     assert _history(rows) == [{"epoch": 1, "val_accuracy": 0.2}, {"epoch": 2, "val_accuracy": 0.3}]
 
 
-def test_list_runs_is_cached_for_a_report_build(fake: FakeWandb, clock: Clock, keyed: str) -> None:
-    backend = make(fake, clock)
+def test_list_runs_is_cached_for_a_report_build(fake: FakeWandb, clock: Clock) -> None:
+    backend = make(clock)
     sweep = backend.create_sweep(spec_of(GRID))
     backend.list_runs(sweep.id)
     backend.list_runs(sweep.id)
     backend.best_run(sweep.id)
-    assert fake.calls.count("list_runs") == 2  # with and without history, once each
+    assert fake.operations.count("Runs") == 2  # with and without history, once each
+
+
+@pytest.mark.slow
+def test_the_key_never_leaks_into_any_output(
+    fake: FakeWandb,
+    clock: Clock,
+    caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    monkeypatch.setenv("SWEEPER_WANDB_TIMEOUT", "0.05")
+    monkeypatch.setattr(Retry, "base_delay_s", 0.001)
+    texts: list[str] = []
+    backend = make(clock)
+    sweep = backend.create_sweep(spec_of(GRID))
+    fake.fail(429, operation="Heartbeat")
+    fake.fail(503, operation="Heartbeat")
+    run = backend.claim_run(sweep.id, "w").run
+    assert run is not None
+    fake.fail(401, operation="Heartbeat")
+    with pytest.raises(BackendError) as info:
+        backend.heartbeat(run.id, "w")
+    texts.append(str(info.value))
+    spec_file = tmp_path / "grid.yaml"
+    spec_file.write_text(GRID)
+    runner = CliRunner()
+    results = [
+        runner.invoke(app, ["create", str(spec_file), "--backend", "wandb", "--project", "p"]),
+        runner.invoke(app, ["status", "--json"]),
+        runner.invoke(app, ["ls"]),
+        runner.invoke(app, ["report", sweep.id, "-o", str(tmp_path / "report")]),
+    ]
+    fake.fail(503, times=10_000)
+    results.append(runner.invoke(app, ["status", sweep.id]))
+    texts += [r.output for r in results]
+    texts += [str(r.exception) for r in results if r.exception is not None]
+    texts += [caplog.text, *capsys.readouterr()]
+    texts += [p.read_text() for p in (tmp_path / "report").glob("*") if p.is_file()]
+    texts += [p.read_text(errors="replace") for p in Home().root.rglob("*.log")]
+    assert [r.exit_code for r in results] == [0, 0, 0, 0, 2], [r.output for r in results]
+    assert any("W&B" in t for t in texts)
+    for text in texts:
+        assert KEY not in text
 
 
 # --- the store migration ---------------------------------------------------------------
@@ -394,12 +420,6 @@ def test_a_version_1_store_gains_the_wandb_tables_and_keeps_its_sweeps() -> None
 # --- the CLI ---------------------------------------------------------------------------
 
 
-@pytest.fixture
-def cli_fake(fake: FakeWandb, monkeypatch: pytest.MonkeyPatch) -> FakeWandb:
-    monkeypatch.setattr(wandb_backend, "RealClient", lambda wandb_dir, timeout: fake)
-    return fake
-
-
 def test_cli_create_without_a_key_names_the_login(tmp_path: Path) -> None:
     spec_file = tmp_path / "grid.yaml"
     spec_file.write_text(GRID)
@@ -410,22 +430,23 @@ def test_cli_create_without_a_key_names_the_login(tmp_path: Path) -> None:
 
 
 def test_cli_create_picks_w_and_b_with_a_key_and_the_commands_follow(
-    cli_fake: FakeWandb, keyed: str, tmp_path: Path
+    fake: FakeWandb, tmp_path: Path
 ) -> None:
     spec_file = tmp_path / "grid.yaml"
     spec_file.write_text(GRID)
     runner = CliRunner()
     created = runner.invoke(app, ["create", str(spec_file), "--entity", "me", "--project", "proj"])
     assert created.exit_code == 0, created.output
-    assert "wandb backend" in created.output and "a W&B API key is configured" in created.output
-    assert "https://wandb.ai/me/proj/sweeps/" in created.output
+    said = " ".join(created.output.split())
+    assert "wandb backend" in said and "W&B credentials are configured" in said
+    assert "/me/proj/sweeps/" in created.output
     status = runner.invoke(app, ["status", "--json"])
     assert status.exit_code == 0, status.output
     shown = json.loads(status.output)
     assert {k: shown[k] for k in ("backend", "state")} == {"backend": "wandb", "state": "running"}
     paused = runner.invoke(app, ["pause"])
     assert paused.exit_code == 0 and "paused" in paused.output
-    assert next(iter(cli_fake.sweeps.values())).state == "PAUSED"
+    assert next(iter(fake.sweeps.values())).state == "PAUSED"
     listed = runner.invoke(app, ["ls", "--json"])
     assert [s["backend"] for s in json.loads(listed.output)] == ["wandb"]
 
@@ -437,9 +458,7 @@ def test_cli_entity_without_w_and_b_is_refused(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "--backend wandb" in result.output
 
 
-def test_cli_lists_local_and_w_and_b_sweeps_together(
-    cli_fake: FakeWandb, keyed: str, tmp_path: Path
-) -> None:
+def test_cli_lists_local_and_w_and_b_sweeps_together(fake: FakeWandb, tmp_path: Path) -> None:
     spec_file = tmp_path / "grid.yaml"
     spec_file.write_text(GRID)
     runner = CliRunner()
@@ -492,9 +511,12 @@ def test_what_w_and_b_rejects_sweeper_rejects(change: dict[str, Any]) -> None:
 
 
 @pytest.mark.parametrize("change", SCHEMA_ERRORS.values(), ids=SCHEMA_ERRORS.keys())
-def test_the_fake_server_rejects_them_like_w_and_b(fake: FakeWandb, change: dict[str, Any]) -> None:
-    with pytest.raises(FakeHTTPError):
-        fake.create_sweep({**_base(), **change}, "team", "p")
+def test_wandb_and_the_fake_server_reject_them_too(fake: FakeWandb, change: dict[str, Any]) -> None:
+    from sweeper.wandb.client import RealClient
+
+    with pytest.raises(Exception):  # noqa: B017 - wandb's own check, or the fake's 400
+        RealClient(Home().wandb_dir, 5).create_sweep({**_base(), **change}, "team", "p")
+    assert fake.sweeps == {}
 
 
 def test_a_valid_spec_is_accepted_by_both() -> None:
@@ -503,64 +525,33 @@ def test_a_valid_spec_is_accepted_by_both() -> None:
     assert parse_spec(yaml.safe_dump(config)).method == "grid"
 
 
-def test_unknown_backend_state_transitions_are_refused(
-    fake: FakeWandb, clock: Clock, keyed: str
-) -> None:
-    backend = make(fake, clock)
+def test_unknown_backend_state_transitions_are_refused(fake: FakeWandb, clock: Clock) -> None:
+    backend = make(clock)
     sweep = backend.create_sweep(spec_of(GRID))
     backend.set_sweep_state(sweep.id, SweepState.finished)
     with pytest.raises(SweeperError, match="final"):
         backend.set_sweep_state(sweep.id, SweepState.paused)
 
 
-def test_the_real_client_writes_runs_linked_to_the_sweep(tmp_path: Path) -> None:
-    """RealClient's run calls (init with the run id, log, artifact, summary, preempt, finish) against
-    the real wandb package, offline, in a subprocess of their own."""
-    script = textwrap.dedent(
-        """
-        import sys
-        from pathlib import Path
-        from sweeper.backends.wandb import RealClient, SweepRef
-
-        client = RealClient(Path(sys.argv[1]), 5)
-        ref = SweepRef(entity="team", project="proj", id="swp00001")
-        client.log_epoch(ref, "run00001", {"lr": 0.1}, {"epoch": 1, "val_accuracy": 0.5})
-        checkpoint = Path(sys.argv[1]).parent / "best.pt"
-        checkpoint.write_bytes(b"weights")
-        client.log_checkpoint(ref, "run00001", {"lr": 0.1}, checkpoint)
-        client.end_run(ref, "run00001", {"lr": 0.1}, {"sweeper_state": "finished"}, 0)
-        client.end_run(ref, "run00002", {"lr": 0.1}, {"sweeper_state": "pending"}, 1, preempted=True)
-        """
-    )
-    wandb_dir = tmp_path / "w"
-    env = {**os.environ, "WANDB_MODE": "offline"}
-    subprocess.run([sys.executable, "-c", script, str(wandb_dir)], check=True, env=env, timeout=180)
-    records = sorted(
-        read_run_record(next(d.glob("*.wandb"))) or ("", None)
-        for d in (wandb_dir / "wandb").glob("offline-run-*")
-    )
-    assert records == [("run00001", "swp00001"), ("run00002", "swp00001")]
-
-
-@pytest.mark.parametrize(("setting", "uploaded"), [("1", ["weights"]), ("", [])])
+@pytest.mark.parametrize(("setting", "uploaded"), [("1", 1), ("", 0)])
 def test_checkpoints_are_artifacts_when_asked(
     fake: FakeWandb,
     clock: Clock,
-    keyed: str,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     setting: str,
-    uploaded: list[str],
+    uploaded: int,
 ) -> None:
     monkeypatch.setenv("SWEEPER_WANDB_CHECKPOINTS", setting)
     checkpoint = tmp_path / "best.pt"
     checkpoint.write_text("weights")
-    backend = make(fake, clock)
+    backend = make(clock)
     sweep = backend.create_sweep(spec_of(GRID))
     run = backend.claim_run(sweep.id, "w").run
     assert run is not None
     backend.finish_run(run.id, "w", {"checkpoint_path": str(checkpoint)})
-    assert fake.runs[run.id].artifacts == uploaded
+    (records,) = fake.run_files()[run.id]
+    assert [r.WhichOneof("record_type") for r in records].count("artifact") == uploaded
 
 
 @pytest.mark.parametrize(("backend", "mirrored"), [("local", True), ("wandb", False)])

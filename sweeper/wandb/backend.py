@@ -4,81 +4,70 @@
 validated it) and records a reference (entity, project, id, url) in the local store, so
 `ls`, `status`, `agent` and `report` find it as the current sweep.
 
-Runs are claimed through the agent API that `wandb.agent` itself uses: each worker is
-a registered W&B agent, and `claim_run` heartbeats it until W&B's controller answers
-with a `run` command (its config, chosen by W&B's bayes/random/grid search). That keeps
-the supervisor, its GPU slots, heartbeats, signals and OOM handling the same code for
-both backends. The claim is recorded in the local store (`wandb_runs`), which is what
-makes a claim compare-and-set between the processes of one host; W&B's controller makes
-it unique between hosts. Epochs are logged to the W&B run (`wandb.init(id=run_id)` in
-the worker) and every heartbeat relays W&B's `stop` commands (hyperband) as
-`Control.stop`. A run that ends badly is finished on the server with a non-zero exit code,
-never left "running".
+Runs follow the protocol of `wandb.agent`, so the server's view is never contradicted:
 
-Reads (`status`, `report`) come from `wandb.Api()` (paged), cached for a few seconds
-so a report build or the agent's live table does not query the server per row.
+- Each worker slot registers one W&B agent (CreateAgent) on first claim and keeps it for
+  the agent process's life (worker names carry the supervisor's pid).
+- A run trains only under a run id W&B's controller issued to that worker's agent (a
+  `run` or `resume` command from Heartbeat); a worker claims only its own agent's runs.
+  The claim is recorded in the local store (`wandb_runs`), which makes it compare-and-set
+  between the processes of this host.
+- A preempted run (SIGTERM, Ctrl-C, pause) and a crashed run (its worker died) are
+  handed back to W&B: the W&B run is marked preempting and ends with exit code 1, and the
+  row here waits, unclaimable, until W&B's controller issues it again as `resume` (same
+  run id, to any agent, on any host). Nothing keeps it here to resume, so it never trains
+  twice. A crashed run is handed back at most `MAX_CRASH_RETRIES` times, then fails.
+- Every heartbeat relays W&B's `stop` commands (hyperband) as `Control.stop`; an `exit`
+  during a run stops it the same way (W&B's agent kills its runs on exit) and ends the
+  agent's claims. A paused sweep stops our agents (the supervisor stops on any sweep
+  that is not running); W&B's own agent would idle instead.
 
-Every server call goes through `_Retry`: timeouts, connection errors and HTTP 429/5xx
-are retried with jittered exponential backoff until `SWEEPER_WANDB_TIMEOUT` seconds
-(default 60) have passed, then end in a `BackendError`. The API key is redacted from
-every message this module raises or logs.
+Reads (`status`, `report`) come from `wandb.Api()` (paged, fresh per read), cached here for
+a few seconds so a report build or the agent's live table does not query the server per row.
+
+Every server call goes through `sweeper.wandb.retry.Retry` (HTTP 429/5xx and timeouts
+retried until `SWEEPER_WANDB_TIMEOUT`, through wandb's error wrapping); heartbeat failures
+included, so an outage ends in a clear `BackendError` instead of "no run yet". The API
+key is redacted from every message this module raises or logs.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import math
-import netrc
 import os
-import random
 import re
 import socket
 import sqlite3
-import string
 import time
-import urllib.parse
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
-
-from pydantic import BaseModel, Field
+from typing import Any
 
 from sweeper import engine
 from sweeper.backends.base import Backend
 from sweeper.backends.ledger import FINAL_SWEEP_STATES, Ended, RunLedger
 from sweeper.errors import BackendError, NotFoundError, SweeperError, did_you_mean
-from sweeper.models import Claim, Control, Run, RunState, Sweep, SweepState
+from sweeper.models import MAX_CRASH_RETRIES, Claim, Control, Run, RunState, Sweep, SweepState
 from sweeper.paths import Home
 from sweeper.run_config import flatten_config
 from sweeper.spec import SweepSpec, parse_spec
 from sweeper.store import Store
+from sweeper.wandb.client import RealClient, RunRecord, SweepRecord, SweepRef
+from sweeper.wandb.credentials import base_url, redact, require_credentials
+from sweeper.wandb.retry import Retry, timeout_s
 
 log = logging.getLogger(__name__)
 
-_T = TypeVar("_T")
-
-#: Seconds a W&B call may keep failing (timeouts, 429, 5xx) before it is given up.
-TIMEOUT_ENV = "SWEEPER_WANDB_TIMEOUT"
-DEFAULT_TIMEOUT_S = 60.0
 #: The project sweeps go to when neither --project, WANDB_PROJECT nor the spec names one.
 DEFAULT_PROJECT = "sweeper"
-#: W&B's own default server (wandb.sdk.lib.urls.DEFAULT_BASE_URL); WANDB_BASE_URL overrides it.
-DEFAULT_BASE_URL = "https://api.wandb.ai"
 #: Seconds `list_runs` answers from its cache (the agent's table refreshes every second).
 RUNS_CACHE_S = 5.0
 #: Set to 1 to upload each finished run's best checkpoint as a W&B model artifact.
 CHECKPOINTS_ENV = "SWEEPER_WANDB_CHECKPOINTS"
 
-LOGIN_HELP = (
-    "Log in with `wandb login` (it stores the key in ~/.netrc) or set WANDB_API_KEY "
-    "(https://wandb.ai/authorize), or use --backend local."
-)
-
-_ID_ALPHABET = string.ascii_lowercase + string.digits
-_TRANSIENT_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 _ALLOWED = {
     SweepState.running: {SweepState.paused, SweepState.canceled, SweepState.finished},
     SweepState.paused: {SweepState.running, SweepState.canceled, SweepState.finished},
@@ -116,391 +105,16 @@ REASON_KEY = "sweeper_reason"
 _SWEEP_CONTROL = {SweepState.paused: Control.pause, SweepState.canceled: Control.cancel}
 
 
-# --- credentials and redaction ---------------------------------------------------------
-
-
-def base_url() -> str:
-    """The W&B server: $WANDB_BASE_URL, else api.wandb.ai."""
-    return (os.environ.get("WANDB_BASE_URL") or DEFAULT_BASE_URL).rstrip("/")
-
-
-def api_key() -> str | None:
-    """The API key wandb would use: $WANDB_API_KEY, else `wandb login`'s netrc entry for
-    the server's host; None when neither is configured.
-
-    >>> os.environ.get("WANDB_API_KEY") is None or api_key() is not None
-    True
-    """
-    key = os.environ.get("WANDB_API_KEY")
-    if key:
-        return key
-    host = urllib.parse.urlparse(base_url()).hostname or ""
-    path = os.environ.get("NETRC") or str(Path.home() / ".netrc")
-    try:
-        entry = netrc.netrc(path).authenticators(host)
-    except (OSError, netrc.NetrcParseError):
-        return None
-    return entry[2] if entry and entry[2] else None
-
-
-def redact(text: str, key: str | None = None) -> str:
-    """`text` with the API key (given, or the configured one) replaced by '***'.
-
-    >>> redact("401 for key=abc123secret", "abc123secret")
-    '401 for key=***'
-    """
-    key = key if key is not None else api_key()
-    if not key:
-        return text
-    return text.replace(key, "***")
-
-
-def require_key() -> str:
-    """The configured API key, or a BackendError saying how to log in."""
-    key = api_key()
-    if key is None:
-        raise BackendError(
-            f"The wandb backend needs a W&B API key and none is configured. {LOGIN_HELP}"
-        )
-    return key
-
-
-def timeout_s() -> float:
-    """How long W&B calls are retried: $SWEEPER_WANDB_TIMEOUT seconds, default 60."""
-    raw = os.environ.get(TIMEOUT_ENV)
-    if not raw:
-        return DEFAULT_TIMEOUT_S
-    try:
-        value = float(raw)
-    except ValueError:
-        raise SweeperError(f"{TIMEOUT_ENV}={raw!r}: expected a number of seconds") from None
-    if not math.isfinite(value) or value <= 0:
-        raise SweeperError(f"{TIMEOUT_ENV}={raw!r}: expected a positive number of seconds")
-    return value
-
-
-def http_status(exc: BaseException) -> int | None:
-    """The HTTP status an exception from wandb or requests carries, if any."""
-    for holder in (exc, getattr(exc, "response", None)):
-        for attr in ("http_status", "status_code", "status"):
-            value = getattr(holder, attr, None)
-            if isinstance(value, int) and value:
-                return value
-    return None
-
-
-def is_transient(exc: BaseException) -> bool:
-    """Worth retrying: a timeout, a connection failure, HTTP 408/425/429 or a 5xx."""
-    status = http_status(exc)
-    if status is not None:
-        return status in _TRANSIENT_STATUS or status >= 500
-    if isinstance(exc, TimeoutError | ConnectionError):
-        return True
-    name = type(exc).__name__
-    return "Timeout" in name or "ConnectionError" in name
-
-
-class _Retry:
-    """Calls a W&B function, retrying transient failures with backoff until a deadline."""
-
-    #: First backoff; doubled per try up to `max_delay_s`, jittered by ±50 %.
-    base_delay_s = 0.5
-    max_delay_s = 8.0
-
-    def __init__(
-        self,
-        limit_s: float,
-        host: str,
-        sleep: Callable[[float], None] = time.sleep,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.limit_s, self.host, self.sleep, self.clock = limit_s, host, sleep, clock
-
-    def __call__(self, what: str, fn: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
-        deadline = self.clock() + self.limit_s
-        delay = self.base_delay_s
-        tries = 0
-        while True:
-            tries += 1
-            try:
-                return fn(*args, **kwargs)
-            except SweeperError:
-                raise
-            except Exception as exc:
-                reason = redact(f"{type(exc).__name__}: {exc}")
-                status = http_status(exc)
-                if not is_transient(exc):
-                    raise _permanent(what, status, reason) from None
-                left = deadline - self.clock()
-                if left <= 0:
-                    raise BackendError(
-                        f"W&B at {self.host} did not answer ({what}) within {self.limit_s:g} s "
-                        f"after {tries} tries; last error: {reason}. Check the network and "
-                        f"WANDB_BASE_URL, or allow more time with {TIMEOUT_ENV}=<seconds>."
-                    ) from None
-                log.warning("W&B %s failed (%s); retrying", what, reason)
-                self.sleep(min(left, delay * random.uniform(0.5, 1.5)))
-                delay = min(delay * 2, self.max_delay_s)
-
-
-def _permanent(what: str, status: int | None, reason: str) -> SweeperError:
-    if status in (401, 403):
-        return BackendError(f"W&B refused the API key ({what}): {reason}. {LOGIN_HELP}")
-    if status == 404:
-        return NotFoundError(f"W&B does not know it ({what}): {reason}")
-    return BackendError(f"W&B could not {what}: {reason}")
-
-
-# --- the wandb client surface -------------------------------------------------------------
-
-
-class SweepRecord(BaseModel):
-    """A sweep as the W&B server describes it."""
-
-    id: str
-    name: str | None = None
-    state: str = Field(description="RUNNING, PAUSED, CANCELED, FINISHED, ...")
-    config: dict[str, Any]
-    created_at: datetime | None = None
-
-
-class RunRecord(BaseModel):
-    """A run as the W&B server describes it."""
-
-    id: str
-    state: str = Field(description="running, finished, crashed, failed, killed, preempted, ...")
-    config: dict[str, Any] = Field(default_factory=dict)
-    summary: dict[str, Any] = Field(default_factory=dict)
-    history: list[dict[str, Any]] = Field(default_factory=list)
-    created_at: datetime | None = None
-
-
-class SweepRef(BaseModel):
-    """Where a sweep lives on W&B."""
-
-    entity: str
-    project: str
-    id: str
-
-    @property
-    def path(self) -> str:
-        return f"{self.entity}/{self.project}/{self.id}"
-
-
-class WandbClient(Protocol):
-    """The wandb calls the backend makes; `RealClient` makes them, tests use a fake."""
-
-    def default_entity(self) -> str: ...
-
-    def sweep_url(self, ref: SweepRef) -> str: ...
-
-    def create_sweep(self, config: dict[str, Any], entity: str, project: str) -> str: ...
-
-    def get_sweep(self, ref: SweepRef) -> SweepRecord: ...
-
-    def set_sweep_state(self, ref: SweepRef, state: str) -> None: ...
-
-    def list_runs(self, ref: SweepRef, with_history: bool) -> list[RunRecord]: ...
-
-    def get_run(self, ref: SweepRef, run_id: str) -> RunRecord | None: ...
-
-    def register_agent(self, ref: SweepRef, host: str) -> str: ...
-
-    def agent_heartbeat(self, agent_id: str, running: list[str]) -> list[dict[str, Any]]: ...
-
-    def log_epoch(
-        self, ref: SweepRef, run_id: str, config: dict[str, Any], metrics: dict[str, Any]
-    ) -> None: ...
-
-    def end_run(
-        self,
-        ref: SweepRef,
-        run_id: str,
-        config: dict[str, Any],
-        summary: dict[str, Any],
-        exit_code: int,
-        preempted: bool = False,
-    ) -> None: ...
-
-    def log_checkpoint(
-        self, ref: SweepRef, run_id: str, config: dict[str, Any], path: Path
-    ) -> None: ...
-
-
-class RealClient:
-    """`WandbClient` on the real wandb package: `wandb.sweep`, the agent API of
-    `wandb.agent`, `wandb.init` per run and `wandb.Api()` for reads."""
-
-    def __init__(self, wandb_dir: Path, timeout: float) -> None:
-        import wandb
-
-        self._wandb = wandb
-        self.wandb_dir = wandb_dir
-        self.timeout = timeout
-        self._api: Any = None
-        self._runs: dict[str, Any] = {}
-
-    @property
-    def api(self) -> Any:
-        if self._api is None:
-            # wandb's per-request timeout; our retry loop bounds the total.
-            self._api = self._wandb.Api(timeout=max(1, int(min(self.timeout, 30))))
-        return self._api
-
-    def default_entity(self) -> str:
-        return str(self.api.default_entity)
-
-    def sweep_url(self, ref: SweepRef) -> str:
-        app = self._wandb.util.app_url(base_url())
-        quote = urllib.parse.quote
-        return f"{app}/{quote(ref.entity)}/{quote(ref.project)}/sweeps/{quote(ref.id)}"
-
-    def create_sweep(self, config: dict[str, Any], entity: str, project: str) -> str:
-        import contextlib
-        import io
-
-        with contextlib.redirect_stdout(io.StringIO()):  # wandb.sweep prints the id and URL
-            return str(self._wandb.sweep(config, entity=entity, project=project))
-
-    def get_sweep(self, ref: SweepRef) -> SweepRecord:
-        sweep = self.api.sweep(ref.path)
-        sweep.load(force=True)
-        attrs = getattr(sweep, "_attrs", {})
-        created = attrs.get("createdAt")
-        return SweepRecord(
-            id=ref.id,
-            name=attrs.get("displayName") or sweep.config.get("name"),
-            state=str(sweep.state),
-            config=dict(sweep.config),
-            created_at=_parse_time(created),
-        )
-
-    def set_sweep_state(self, ref: SweepRef, state: str) -> None:
-        from wandb.apis.public.sweeps import _set_sweep_state
-
-        _set_sweep_state(self.api, ref.id, state, entity=ref.entity, project=ref.project)  # type: ignore[arg-type]
-
-    def list_runs(self, ref: SweepRef, with_history: bool) -> list[RunRecord]:
-        runs = self.api.runs(
-            f"{ref.entity}/{ref.project}",
-            filters={"sweep": ref.id},
-            order="+created_at",
-            per_page=100,
-            lazy=False,
-        )
-        return [self._record(run, with_history) for run in runs]
-
-    def get_run(self, ref: SweepRef, run_id: str) -> RunRecord | None:
-        try:
-            run = self.api.run(f"{ref.entity}/{ref.project}/{run_id}")
-        except Exception as exc:
-            if http_status(exc) == 404 or "not found" in str(exc).lower():
-                return None
-            raise
-        return self._record(run, with_history=True)
-
-    @staticmethod
-    def _record(run: Any, with_history: bool) -> RunRecord:
-        history = list(run.scan_history(page_size=1000)) if with_history else []
-        summary = dict(run.summary_metrics or {})
-        return RunRecord(
-            id=run.id,
-            state=str(run.state),
-            config=dict(run.config),
-            summary=summary,
-            history=history,
-            created_at=_parse_time(getattr(run, "created_at", None)),
-        )
-
-    def register_agent(self, ref: SweepRef, host: str) -> str:
-        from wandb.apis.public.sweeps import _register_agent
-
-        agent = _register_agent(
-            self.api, host, sweep_id=ref.id, entity=ref.entity, project=ref.project
-        )
-        return str(agent["id"])
-
-    def agent_heartbeat(self, agent_id: str, running: list[str]) -> list[dict[str, Any]]:
-        from wandb.apis.public.sweeps import _agent_heartbeat
-
-        return list(_agent_heartbeat(self.api, agent_id, {}, {run_id: True for run_id in running}))
-
-    def _open(self, ref: SweepRef, run_id: str, config: dict[str, Any]) -> Any:
-        run = self._runs.get(run_id)
-        if run is None:
-            self.wandb_dir.mkdir(parents=True, exist_ok=True)
-            run = self._wandb.init(
-                id=run_id,
-                entity=ref.entity,
-                project=ref.project,
-                group=ref.id,
-                job_type="sweep",
-                config=config,
-                resume="allow",
-                reinit="create_new",
-                dir=str(self.wandb_dir),
-                settings=self._wandb.Settings(sweep_id=ref.id, silent=True),
-            )
-            self._runs[run_id] = run
-        return run
-
-    def log_epoch(
-        self, ref: SweepRef, run_id: str, config: dict[str, Any], metrics: dict[str, Any]
-    ) -> None:
-        # No explicit step: a re-queued run resumes the same W&B run and logs its epochs
-        # again; `_history` keeps the last row per epoch.
-        self._open(ref, run_id, config).log(metrics)
-
-    def end_run(
-        self,
-        ref: SweepRef,
-        run_id: str,
-        config: dict[str, Any],
-        summary: dict[str, Any],
-        exit_code: int,
-        preempted: bool = False,
-    ) -> None:
-        run = self._open(ref, run_id, config)
-        run.summary.update(summary)
-        if preempted:
-            run.mark_preempting()
-        self._runs.pop(run_id, None)
-        run.finish(exit_code=exit_code)
-
-    def log_checkpoint(
-        self, ref: SweepRef, run_id: str, config: dict[str, Any], path: Path
-    ) -> None:
-        artifact = self._wandb.Artifact(f"model-{run_id}", type="model")
-        artifact.add_file(str(path), name=path.name)
-        self._open(ref, run_id, config).log_artifact(artifact)
-
-
-def _parse_time(value: Any) -> datetime | None:
-    if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
-
-
 # --- the backend --------------------------------------------------------------------------
 
 
-def new_run_id() -> str:
-    """A W&B-style run id: 8 lowercase letters and digits.
-
-    >>> len(new_run_id())
-    8
-    """
-    return "".join(random.SystemRandom().choice(_ID_ALPHABET) for _ in range(8))
+def _issued_by_w_and_b() -> str:
+    """The ledger's id maker, never called: on W&B every run id comes from its controller."""
+    raise AssertionError("sweeper makes no run ids for W&B sweeps")
 
 
 #: The bookkeeping of this host's claims in `wandb_runs`.
-_RUNS = RunLedger("wandb_runs", "claimed on this host", new_run_id)
+_RUNS = RunLedger("wandb_runs", "claimed on this host", _issued_by_w_and_b)
 
 
 def _dt(ts: float | None) -> datetime | None:
@@ -516,7 +130,7 @@ class WandbBackend(Backend):
 
     Args:
         home: where the store and the wandb run folders live.
-        client: the wandb surface (default: the real wandb package, which needs an API key).
+        client: the wandb calls (default: a `RealClient`, which needs W&B credentials).
         entity, project: where new sweeps go (default: WANDB_ENTITY / WANDB_PROJECT as
             wandb reads them, else your default entity and the spec's `project` or 'sweeper').
         sleep, clock: how retries wait and tell time (tests pass a fake clock).
@@ -527,7 +141,7 @@ class WandbBackend(Backend):
     def __init__(
         self,
         home: Home | None = None,
-        client: WandbClient | None = None,
+        client: RealClient | None = None,
         entity: str | None = None,
         project: str | None = None,
         sleep: Callable[[float], None] = time.sleep,
@@ -536,10 +150,9 @@ class WandbBackend(Backend):
         self.home = home or Home()
         self.store = Store(self.home.store_path)
         self.entity, self.project = entity, project
-        host = urllib.parse.urlparse(base_url()).netloc or base_url()
-        self._retry = _Retry(timeout_s(), host, sleep, clock)
+        self._retry = Retry(timeout_s(), base_url(), sleep, clock)
         if client is None:
-            require_key()
+            require_credentials()
             try:
                 client = RealClient(self.home.wandb_dir, self._retry.limit_s)
             except Exception as exc:  # wandb fails to import or start: a backend problem
@@ -626,21 +239,22 @@ class WandbBackend(Backend):
     # -- claiming ------------------------------------------------------------------
 
     def claim_run(self, sweep_id: str, worker: str, lease_s: float = 60.0) -> Claim:
-        """A run queued on this host first; else ask W&B's controller, as `worker`'s agent."""
+        """A run W&B's controller issued to `worker`'s agent: one queued here by an earlier
+        heartbeat, else the next `run`/`resume` command of a heartbeat now."""
         row = self._ref_row(sweep_id)
         state = self._record_state(row, fresh=True)
         if state != SweepState.running:
             return Claim(run=None, done=True, reason=f"sweep {state.value}")
         self.reap_stale()
-        claimed = self._claim_pending(sweep_id, worker, lease_s)
+        agent_id = self._agent(row, worker)
+        claimed = self._claim_own(sweep_id, worker, lease_s, agent_id)
         if claimed is not None:
             return Claim(run=claimed)
-        agent_id = self._agent(row, worker)
         commands = self._retry(
             "ask W&B for the next run", self.client.agent_heartbeat, agent_id, []
         )
         exit_reason = self._queue_commands(sweep_id, commands, agent_id)
-        claimed = self._claim_pending(sweep_id, worker, lease_s, agent_id=agent_id)
+        claimed = self._claim_own(sweep_id, worker, lease_s, agent_id)
         if claimed is not None:
             return Claim(run=claimed)
         if exit_reason is not None:
@@ -663,45 +277,67 @@ class WandbBackend(Backend):
                 "INSERT OR IGNORE INTO wandb_agents (sweep_id, worker, agent_id) VALUES (?, ?, ?)",
                 (row["id"], worker, agent_id),
             )
-        return agent_id
+            kept = conn.execute(
+                "SELECT agent_id FROM wandb_agents WHERE sweep_id = ? AND worker = ?",
+                (row["id"], worker),
+            ).fetchone()
+        return str(kept["agent_id"])
 
     def _queue_commands(
         self, sweep_id: str, commands: Iterable[Mapping[str, Any]], agent_id: str
     ) -> str | None:
-        """Queue W&B's run/resume commands as pending runs; return why W&B says exit, if it does."""
+        """Queue W&B's run/resume commands as pending runs of `agent_id`; return why W&B
+        says exit, if it does.
+
+        A `resume` of a run handed back here (preempted: pending without an agent; crashed)
+        revives its row: cleared, for this agent, a crashed one with attempt + 1.
+        """
         exit_reason = None
         now = time.time()
         with self.store.transaction(immediate=True) as conn:
             for command in commands:
                 kind = command.get("type")
-                if kind in ("run", "resume") and command.get("run_id"):
-                    config = flatten_config(command.get("args") or {})
+                run_id = command.get("run_id")
+                if kind in ("run", "resume") and run_id:
+                    config = _dumps(flatten_config(command.get("args") or {}))
                     conn.execute(
                         "INSERT OR IGNORE INTO wandb_runs (id, sweep_id, state, config, agent_id, created_at)"
                         " VALUES (?, ?, ?, ?, ?, ?)",
+                        (str(run_id), sweep_id, RunState.pending.value, config, agent_id, now),
+                    )
+                    conn.execute(
+                        "UPDATE wandb_runs SET state = ?, agent_id = ?, worker = NULL,"
+                        " metric = NULL, epochs = 0, summary = '{}', started_at = NULL,"
+                        " ended_at = NULL, heartbeat_at = NULL,"
+                        " attempt = attempt + (state = ?)"
+                        " WHERE id = ? AND ((state = ? AND agent_id IS NULL) OR state = ?)",
                         (
-                            str(command["run_id"]),
-                            sweep_id,
                             RunState.pending.value,
-                            _dumps(config),
                             agent_id,
-                            now,
+                            RunState.crashed.value,
+                            str(run_id),
+                            RunState.pending.value,
+                            RunState.crashed.value,
                         ),
                     )
                 elif kind == "exit":
                     exit_reason = "W&B's controller has no more runs for this sweep"
         return exit_reason
 
-    def _claim_pending(
-        self, sweep_id: str, worker: str, lease_s: float, agent_id: str | None = None
-    ) -> Run | None:
-        """Claim the oldest pending run (this agent's own first) in one transaction."""
+    def _claim_own(self, sweep_id: str, worker: str, lease_s: float, agent_id: str) -> Run | None:
+        """Claim the oldest pending run W&B issued to `agent_id`, in one transaction."""
         with self.store.transaction(immediate=True) as conn:
+            own = conn.execute(
+                "SELECT 1 FROM wandb_runs WHERE sweep_id = ? AND state = ? AND agent_id = ?",
+                (sweep_id, RunState.pending.value, agent_id),
+            ).fetchone()
+            if own is None:
+                return None
+            # `prefer` puts this agent's runs first, so the one claimed is its own.
             run_id = _RUNS.claim_pending(
                 conn, sweep_id, worker, lease_s, time.time(), prefer=("agent_id", agent_id)
             )
-            if run_id is None:
-                return None
+            assert run_id is not None
             row = _RUNS.row(conn, run_id)
         self._cache.clear()
         return _RUNS.to_run(row, [])
@@ -755,12 +391,17 @@ class WandbBackend(Backend):
         sweep_control = _SWEEP_CONTROL.get(self._record_state(ref_row), Control.proceed)
         if sweep_control != Control.proceed:
             return sweep_control
-        if any(c.get("type") == "stop" and c.get("run_id") == run_id for c in commands):
+        reason = None
+        if any(c.get("type") == "exit" for c in commands):
+            reason = "W&B's controller told the agent to exit"
+        elif any(c.get("type") == "stop" and c.get("run_id") == run_id for c in commands):
             rule = (self._spec(ref_row).early_terminate or {}).get("type", "early_terminate")
-            with self.store.transaction(immediate=True) as conn:
-                kept = _RUNS.mark_stopping(conn, run_id, worker, f"stopped by W&B's {rule}")
-            return Control.stop if kept else Control.lost
-        return Control.proceed
+            reason = f"stopped by W&B's {rule}"
+        if reason is None:
+            return Control.proceed
+        with self.store.transaction(immediate=True) as conn:
+            kept = _RUNS.mark_stopping(conn, run_id, worker, reason)
+        return Control.stop if kept else Control.lost
 
     def finish_run(
         self,
@@ -784,20 +425,36 @@ class WandbBackend(Backend):
         return True
 
     def fail_run(self, run_id: str, worker: str, error: str, crashed: bool = False) -> bool:
-        """End the run as failed, or crashed with its config queued again (as a new W&B run);
-        on W&B it is finished with exit code 1."""
+        """End the run as failed (exit code 1 on W&B), or crashed: handed back to W&B to
+        resume under the same run id (see the module docstring)."""
         with self.store.transaction(immediate=True) as conn:
             row = _RUNS.owned(conn, run_id, worker)
             if row is None:
                 return False
             ref_row = self._ref_row(row["sweep_id"])
-            ended = _RUNS.fail(conn, row, error, time.time(), crashed)
-        self._end_on_server(ended, ref_row, 1)
+            now = time.time()
+            ended = (
+                self._crash(conn, row, error, now) if crashed else _RUNS.fail(conn, row, error, now)
+            )
+        self._end_on_server(ended, ref_row, 1, preempted=ended.state == RunState.crashed)
         return True
 
+    @staticmethod
+    def _crash(conn: sqlite3.Connection, row: sqlite3.Row, error: str, now: float) -> Ended:
+        """Mark a run crashed, to be resumed when W&B issues it again; after
+        `MAX_CRASH_RETRIES` resumes it fails (the ledger's rule and message)."""
+        if row["attempt"] >= MAX_CRASH_RETRIES:
+            return _RUNS.crash(conn, row, error, now)
+        conn.execute(
+            "UPDATE wandb_runs SET state = ?, reason = ?, ended_at = ?, agent_id = NULL WHERE id = ?",
+            (RunState.crashed.value, error, now, row["id"]),
+        )
+        return Ended(row, RunState.crashed, error)
+
     def requeue_run(self, run_id: str, worker: str, reason: str) -> bool:
-        """Put the run back to pending here; on W&B it is marked preempted (exit code 1),
-        and the next claim on this host resumes the same W&B run."""
+        """Hand the run back to W&B: pending here with no agent (so no worker here claims
+        it), marked preempting on W&B (exit code 1), whose controller issues it again as
+        `resume` to some agent. In a canceled or finished sweep it ends as stopped."""
         with self.store.transaction() as conn:
             sweep_id = _RUNS.row(conn, run_id)["sweep_id"]
         # Read before the write transaction: the server call must not hold the store's lock.
@@ -808,22 +465,40 @@ class WandbBackend(Backend):
                 return False
             ref_row = self._ref_row(row["sweep_id"])
             ended = _RUNS.requeue(conn, row, reason, sweep_state, time.time())
-        queued = ended.state == RunState.pending
+            queued = ended.state == RunState.pending
+            if queued:
+                conn.execute("UPDATE wandb_runs SET agent_id = NULL WHERE id = ?", (run_id,))
         self._end_on_server(ended, ref_row, 1 if queued else 0, preempted=queued)
         return True
 
     def reap_stale(self) -> list[Run]:
-        """Crash (and re-queue) this host's running runs whose heartbeat is older than their lease."""
+        """Crash this host's running runs whose heartbeat is older than their lease (handed
+        back to W&B as `fail_run(crashed=True)` does)."""
+        now = time.time()
         with self.store.transaction(immediate=True) as conn:
+            stale = conn.execute(
+                "SELECT * FROM wandb_runs WHERE state = ? AND heartbeat_at + lease_s < ?"
+                " ORDER BY rowid",
+                (RunState.running.value, now),
+            ).fetchall()
             reaped = [
-                (ended, self._ref_row(ended.row["sweep_id"]))
-                for ended in _RUNS.reap(conn, time.time())
+                (
+                    self._crash(
+                        conn,
+                        row,
+                        f"no heartbeat from worker {row['worker']} for "
+                        f"{now - row['heartbeat_at']:.1f} s (lease {row['lease_s']:g} s)",
+                        now,
+                    ),
+                    self._ref_row(row["sweep_id"]),
+                )
+                for row in stale
             ]
         for ended, ref_row in reaped:
             try:
-                self._end_on_server(ended, ref_row, 1)
+                self._end_on_server(ended, ref_row, 1, preempted=ended.state == RunState.crashed)
             except SweeperError as exc:  # the run stays crashed here; W&B times it out itself
-                log.warning("could not mark run %s crashed on W&B: %s", ended.row["id"], exc)
+                log.warning("could not hand run %s back to W&B: %s", ended.row["id"], exc)
         return [self.get_run(ended.row["id"]) for ended, _ in reaped]
 
     def _log_checkpoint(self, row: sqlite3.Row, ref_row: sqlite3.Row, path: Any) -> None:

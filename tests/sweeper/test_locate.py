@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from sweeper.backends import (
+from sweeper.backends.local import LocalBackend
+from sweeper.errors import NotFoundError, SweeperError
+from sweeper.locate import (
     BACKEND_NAMES,
     current_id,
     list_all,
@@ -13,8 +15,6 @@ from sweeper.backends import (
     locate_all,
     pick_backend,
 )
-from sweeper.backends.local import LocalBackend
-from sweeper.errors import NotFoundError, SweeperError
 from sweeper.paths import Home
 
 from .conftest import MakeSpec
@@ -26,12 +26,12 @@ def test_a_requested_backend_is_taken_as_given(name: str) -> None:
 
 
 def test_without_an_api_key_new_sweeps_are_local() -> None:
-    assert pick_backend(None) == ("local", "no W&B API key is configured")
+    assert pick_backend(None) == ("local", "no W&B credentials are configured")
 
 
 def test_wandb_is_picked_when_wandb_has_a_key(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
-    assert pick_backend(None) == ("wandb", "a W&B API key is configured")
+    assert pick_backend(None) == ("wandb", "W&B credentials are configured")
 
 
 def test_an_unknown_backend_names_the_choices() -> None:

@@ -1,4 +1,4 @@
-"""Mirror one run to wandb: offline when no API key is configured, never fatal.
+"""Mirror one run of a local sweep to wandb: offline without W&B credentials, never fatal.
 
 wandb is imported lazily (about half a second) and `prepare()` is called by the warm
 spare worker before it has a run; `wandb.init` (0.3 s offline on an idle machine, 1.5 s on
@@ -10,32 +10,27 @@ the run goes on.
 from __future__ import annotations
 
 import logging
-import netrc
 import os
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
+from sweeper.errors import SweeperError
+from sweeper.wandb.credentials import has_credentials
+
 log = logging.getLogger(__name__)
-
-_WANDB_HOST = "api.wandb.ai"
-
-
-def api_key_configured() -> bool:
-    """True when wandb could log in: WANDB_API_KEY, or a netrc entry for api.wandb.ai."""
-    if os.environ.get("WANDB_API_KEY"):
-        return True
-    path = os.environ.get("NETRC") or str(Path.home() / ".netrc")
-    try:
-        return netrc.netrc(path).authenticators(_WANDB_HOST) is not None
-    except (OSError, netrc.NetrcParseError):
-        return False
 
 
 def wandb_mode() -> str:
-    """The mode runs are logged in: $WANDB_MODE if set, else online with a key, else offline."""
-    return os.environ.get("WANDB_MODE") or ("online" if api_key_configured() else "offline")
+    """The mode runs are logged in: $WANDB_MODE if set, else online when wandb has
+    credentials (asking wandb imports it, about half a second), else offline."""
+    if os.environ.get("WANDB_MODE"):
+        return os.environ["WANDB_MODE"]
+    try:
+        return "online" if has_credentials() else "offline"
+    except SweeperError:  # unusable credentials: log offline, `sweeper sync` says why later
+        return "offline"
 
 
 class WandbLogger:

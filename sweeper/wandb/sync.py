@@ -4,9 +4,9 @@ The agent logs every run of a local sweep with wandb, offline when no API key is
 configured, under `<home>/wandb/` with `group=<sweep id>`. This module finds those run
 folders, reads each one's run record (its id and group) from the `.wandb` transaction
 log, and uploads the ones not yet uploaded with wandb's own `wandb sync` code, one call
-per sweep. What was uploaded is remembered twice: in the store (`wandb_synced`) and with
-the `.wandb.synced` marker that `wandb sync` itself honours, so re-running uploads nothing
-twice.
+per sweep. A run counts as uploaded only when wandb-core wrote its `.wandb.synced` marker
+(it does after the server accepted the run); those are recorded in the store
+(`wandb_synced`), and a run without the marker is retried by the next sync.
 
 >>> SyncResult(groups=[], already_synced=0, dry_run=True).model_dump()["groups"]
 []
@@ -15,27 +15,18 @@ twice.
 from __future__ import annotations
 
 import os
-import struct
-import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 from pydantic import BaseModel, Field
 
 from sweeper.backends.local import LocalBackend
-from sweeper.backends.wandb import DEFAULT_PROJECT, redact, require_key
 from sweeper.errors import BackendError, SweeperError
 from sweeper.paths import Home
-
-#: The `.wandb` file: a 7-byte header, then records in 32 KiB blocks (LevelDB's log format).
-_HEADER = b":W&B"
-_HEADER_SIZE = 7
-_BLOCK = 32 * 1024
-_RECORD_HEADER = struct.Struct("<IHB")
-_FULL, _FIRST, _MIDDLE, _LAST = 1, 2, 3, 4
-#: The run record comes second (after the header record); give up after this many.
-_MAX_RECORDS = 64
+from sweeper.wandb.backend import DEFAULT_PROJECT
+from sweeper.wandb.credentials import redact, require_credentials
+from sweeper.wandb.runfile import run_record
 
 Upload = Callable[[list[Path], str | None, str], None]
 
@@ -72,55 +63,8 @@ class SyncResult(BaseModel):
 
 def read_run_record(wandb_file: Path) -> tuple[str, str | None] | None:
     """(run id, group) from a `.wandb` transaction log, or None if it has no readable run record."""
-    from wandb.proto import wandb_internal_pb2
-
-    for payload in _records(wandb_file):
-        record = wandb_internal_pb2.Record()  # type: ignore[attr-defined]
-        try:
-            record.ParseFromString(payload)
-        except Exception:  # a torn or foreign record: not a run we can sync
-            return None
-        if record.WhichOneof("record_type") == "run":
-            return record.run.run_id, record.run.run_group or None
-    return None
-
-
-def _records(path: Path) -> Iterator[bytes]:
-    """The first records of a LevelDB-format log, reassembled across block boundaries."""
-    try:
-        with path.open("rb") as f:
-            data = f.read(_BLOCK * 4)
-    except OSError:
-        return
-    if not data.startswith(_HEADER):
-        return
-    pos, pending, count = _HEADER_SIZE, b"", 0
-    while count < _MAX_RECORDS:
-        left_in_block = _BLOCK - pos % _BLOCK
-        if left_in_block < _RECORD_HEADER.size:
-            pos += left_in_block  # block trailer padding
-            continue
-        if pos + _RECORD_HEADER.size > len(data):
-            return
-        _, length, kind = _RECORD_HEADER.unpack_from(data, pos)
-        pos += _RECORD_HEADER.size
-        chunk = data[pos : pos + length]
-        if len(chunk) < length:
-            return
-        pos += length
-        if kind == _FULL:
-            count += 1
-            yield chunk
-        elif kind == _FIRST:
-            pending = chunk
-        elif kind == _MIDDLE:
-            pending += chunk
-        elif kind == _LAST:
-            count += 1
-            yield pending + chunk
-            pending = b""
-        else:
-            return
+    run = run_record(wandb_file)
+    return None if run is None else (run.run_id, run.run_group or None)
 
 
 def offline_runs(home: Home) -> list[OfflineRun]:
@@ -167,17 +111,22 @@ def sync_offline_runs(
     project: str | None = None,
     dry_run: bool = False,
     upload: Upload | None = None,
+    verify_login: Callable[[Home], None] | None = None,
 ) -> SyncResult:
     """Upload the offline runs of local sweeps (all, or `sweep`'s), one upload per sweep,
     with `upload` (default: `wandb_sync_upload`).
 
+    A run counts as uploaded only when wandb-core left its `.wandb.synced` marker, which it
+    writes after the server accepted the run; only those are recorded, so the next sync
+    retries the rest. The credentials are checked with the server first (`verify_login`,
+    default: `wandb.Api()`'s login check, retried as every W&B call), so a refused key is
+    reported as such.
+
     Raises:
-        BackendError: no W&B API key (unless `dry_run`), or the upload failed; the runs
-            uploaded before the failure stay recorded.
+        BackendError: no W&B credentials, the server refused them or could not be reached
+            (unless `dry_run`), or some runs were not uploaded; the uploaded ones stay recorded.
         NotFoundError: `sweep` names no local sweep.
     """
-    if not dry_run:
-        require_key()
     local = LocalBackend(home)
     try:
         known = {s.id for s in local.list_sweeps()}
@@ -189,7 +138,7 @@ def sync_offline_runs(
         for run in offline_runs(home):
             if run.group not in known or (wanted is not None and run.group != wanted):
                 continue
-            if str(run.run_dir) in synced or run.marker.exists():
+            if str(run.run_dir) in synced:
                 already += 1
                 continue
             by_sweep.setdefault(run.group, []).append(run)
@@ -202,6 +151,9 @@ def sync_offline_runs(
             for sweep_id, runs in by_sweep.items()
         ]
         if not dry_run:
+            require_credentials()
+            if by_sweep:
+                (verify_login or _verify_login)(home)
             target = project or os.environ.get("WANDB_PROJECT") or DEFAULT_PROJECT
             chosen = upload or wandb_sync_upload
             for sweep_id, runs in by_sweep.items():
@@ -213,6 +165,18 @@ def sync_offline_runs(
         local.close()
 
 
+def _verify_login(home: Home) -> None:
+    """Check the credentials with the server, as `wandb.Api()` does, retried until
+    SWEEPER_WANDB_TIMEOUT: a 401 becomes a BackendError naming the login."""
+    from sweeper.wandb.client import RealClient
+    from sweeper.wandb.credentials import base_url
+    from sweeper.wandb.retry import Retry, timeout_s
+
+    limit = timeout_s()
+    client = RealClient(home.wandb_dir, limit)
+    Retry(limit, base_url())("verify the credentials", client.verify_login)
+
+
 def _upload_group(
     local: LocalBackend,
     sweep_id: str,
@@ -221,29 +185,26 @@ def _upload_group(
     project: str,
     upload: Upload,
 ) -> None:
+    """Upload one sweep's runs; record those wandb marked uploaded; raise for the rest."""
+    failure: str | None = None
     try:
         upload([r.run_dir for r in runs], entity, project)
     except SweeperError:
         raise
     except (Exception, SystemExit) as exc:  # click's exit and wandb's errors alike
-        raise BackendError(
-            f"uploading the runs of sweep {sweep_id} failed: {redact(f'{type(exc).__name__}: {exc}')}. "
-            "Runs uploaded before are remembered; run `sweeper sync` again to retry the rest."
-        ) from None
+        failure = redact(f"{type(exc).__name__}: {exc}")
+    done = [r for r in runs if r.marker.exists()]
     now = time.time()
     with local.store.transaction(immediate=True) as conn:
         conn.executemany(
             "INSERT OR REPLACE INTO wandb_synced (run_dir, run_id, sweep_id, synced_at) VALUES (?, ?, ?, ?)",
-            [(str(r.run_dir), r.run_id, sweep_id, now) for r in runs],
+            [(str(r.run_dir), r.run_id, sweep_id, now) for r in done],
         )
-    for run in runs:
-        _mark(run.marker)
-
-
-def _mark(marker: Path) -> None:
-    """Leave `wandb sync`'s marker (written whole: temp file, then rename) if it did not."""
-    if marker.exists():
-        return
-    fd, tmp = tempfile.mkstemp(dir=marker.parent, prefix=".synced-")
-    os.close(fd)
-    os.replace(tmp, marker)
+    missing = [r.run_id for r in runs if not r.marker.exists()]
+    if missing:
+        cause = failure or "wandb sync finished without marking them uploaded (its output says why)"
+        raise BackendError(
+            f"{len(missing)} of {len(runs)} run(s) of sweep {sweep_id} were not uploaded "
+            f"({', '.join(missing)}): {cause}. The {len(done)} uploaded are remembered; run "
+            "`sweeper sync` again to retry the rest."
+        )
