@@ -9,7 +9,7 @@ The environment steers it, so a test can make runs slow, fail, or announce thems
 - FAKE_MARK_DIR: on start, write `<run id>.<pid>` there, so a test can find and kill it.
 - FAKE_FAIL_ODD: the 1st, 3rd, 5th... run started (counted in FAKE_MARK_DIR) raises TrainerError.
 - FAKE_IGNORE_STOP: ignore `stop_event` (a run that cannot stop at a batch boundary).
-- FAKE_HANG_RUN: the run with this lr stops its process (SIGSTOP) when it starts.
+- FAKE_HANG_NTH: the n-th run started (counted in FAKE_MARK_DIR) stops its process (SIGSTOP).
 
 `single_use` is the same trainer marked `reusable = False`; `growing_memory` is a memory
 probe (`--memory-probe fake_trainer:growing_memory`) whose RSS reading grows by
@@ -64,7 +64,7 @@ def train(
     """Pretend to train `config.epochs` epochs; honour on_epoch and stop_event like the trainer."""
     began = time.perf_counter()
     _mark_start(config)
-    if os.environ.get("FAKE_HANG_RUN") == str(config.lr):
+    if os.environ.get("FAKE_HANG_NTH") == str(len(os.listdir(os.environ["FAKE_MARK_DIR"]))):
         os.kill(os.getpid(), signal.SIGSTOP)
     if os.environ.get("FAKE_FAIL_BATCH") == str(config.batch_size):
         raise TrainerError(f"fake failure for batch_size {config.batch_size}\nsecond line")
