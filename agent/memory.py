@@ -42,8 +42,15 @@ class MemoryReading(BaseModel):
 
 
 def free_run_memory() -> None:
-    """Drop what the finished run left behind: unreachable cycles, and CUDA's cached blocks."""
+    """Drop what the finished run left behind: unreachable cycles, and CUDA's cached blocks.
+
+    What survives a full collection is long-lived (modules a run imported, the warm
+    caches) or a leak the memory check will see; it is frozen out of later collections,
+    which then only walk what the next run creates (a full walk of torch's and wandb's
+    objects takes most of a second).
+    """
     gc.collect()
+    gc.freeze()
     torch = sys.modules.get("torch")
     if torch is not None and torch.cuda.is_initialized():
         torch.cuda.synchronize()

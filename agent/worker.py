@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import ctypes
+import gc
 import importlib
 import json
 import logging
@@ -200,6 +201,7 @@ class Worker:
         self.wandb.prepare()
         if os.environ.get("CUDA_VISIBLE_DEVICES") and "torch" in sys.modules:
             _warm_cuda()
+        gc.freeze()  # the imports live as long as the process: keep them out of collections
 
     def run(self, run_id: str) -> str:
         """Train `run_id` and report its end to the backend; return the state it ended in."""
