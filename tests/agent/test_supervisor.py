@@ -382,10 +382,15 @@ def test_cancel_stops_the_running_run(agent_env: Path, monkeypatch: pytest.Monke
 
 
 @pytest.mark.slow
-def test_two_agents_split_one_sweep(agent_process: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_two_agents_split_one_sweep(
+    agent_env: Path, agent_process: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("FAKE_EPOCH_S", "0.3")
     sweep_id = make_sweep({"lr": LR, "dropout": [0.0, 0.1, 0.2, 0.3]})
     other = agent_process(sweep_id, heartbeat_s=2.0)
+    # A warm worker trains these runs back to back faster than a loaded machine starts
+    # the other agent's first worker: start this agent once the other one trains.
+    wait_for(lambda: started_marks(agent_env), "the other agent's first run")
     mine = _agent(sweep_id)
     code, theirs = other.finish()
     runs = runs_of(sweep_id)
