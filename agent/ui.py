@@ -78,8 +78,11 @@ def worker_label(run: Run) -> str:
     """The short name of the worker process that ran `run` ('w3' of 'host-123-s0-w3'),
     unique within one agent; '-' when none has.
 
-    >>> from sweeper.models import Run
-    >>> worker_label(Run(id="r1", sweep_id="s1", config={}, worker="box-4242-s0-w3"))
+    >>> from datetime import datetime
+    >>> from sweeper.models import Run, RunState
+    >>> run = Run(id="r1", sweep_id="s1", state=RunState.running, config={},
+    ...           created_at=datetime(2026, 1, 1), worker="box-4242-s0-w3")
+    >>> worker_label(run)
     'w3'
     """
     return run.worker.rsplit("-", 1)[-1] if run.worker else "-"
