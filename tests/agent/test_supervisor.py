@@ -467,3 +467,21 @@ def test_real_trainer_end_to_end(image_folder: Path, monkeypatch: pytest.MonkeyP
     assert results[False] == results[True]
     wandb_runs = list((Home().wandb_dir / "wandb").glob("offline-run-*"))
     assert len(wandb_runs) == 8
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("option", "processes"), [([], 1), (["--fresh-process"], 2)])
+def test_sweeper_agent_reuses_its_worker_unless_told_fresh_process(
+    agent_env: Path, option: list[str], processes: int
+) -> None:
+    from typer.testing import CliRunner
+
+    from sweeper.cli import app
+
+    sweep_id = make_sweep({"lr": LR})
+    result = CliRunner().invoke(
+        app, ["agent", sweep_id, "--gpus", "none", "--trainer", FAKE, *option]
+    )
+    assert result.exit_code == 0, result.output
+    assert len({pid for _, pid in started_marks(agent_env)}) == processes
+    assert configs(runs_of(sweep_id), RunState.finished, "lr") == [(lr,) for lr in sorted(LR)]
