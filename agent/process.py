@@ -1,9 +1,9 @@
-"""The supervisor's handle on one worker process: start it, see it get ready, hand it a run.
+"""The supervisor's handle on one worker process: start it, see it get ready, hand it runs.
 
 The worker's side of the protocol is in `agent.worker`. A handle starts the process with
 `sys.executable -m agent.worker`, its GPU in CUDA_VISIBLE_DEVICES, its output appended to
-the agent log (the worker moves it to the run's log once it has a run), and a pipe on
-which the worker says when it is ready.
+the agent log (the worker moves it to each run's log while that run trains), and a pipe
+on which the worker says when it is ready and when each run is done.
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import IO, Any
 
 import agent
+from agent.memory import MemoryReading
+from agent.recycle import WorkerFacts
 from agent.slots import Slot
 
 #: Where `agent` (and the default trainer) can be imported from, for workers started
@@ -41,8 +43,9 @@ def worker_env(slot: Slot, base: dict[str, str] | None = None) -> dict[str, str]
 class WorkerProcess:
     """One `python -m agent.worker` process of a slot.
 
-    Lifecycle: started -> ready (warm spare) -> assigned a run -> exited. `poll()` reads
-    what the worker said and whether it has exited; it never blocks.
+    Lifecycle: started -> ready (warm spare) -> assigned a run -> done (idle, warm) ->
+    assigned the next run ... -> released -> exited. `poll()` reads what the worker said
+    and whether it has exited; it never blocks.
     """
 
     def __init__(self, slot: Slot, name: str, args: list[str], log_file: IO[bytes]) -> None:
@@ -52,6 +55,10 @@ class WorkerProcess:
         self.run_id: str | None = None
         self.assigned_at: float | None = None
         self.killed_by_supervisor = False
+        self.released = False
+        self.facts = WorkerFacts(reusable=False)
+        #: (run id, state) of the runs the worker said are done, not yet taken by `take_done`.
+        self._done: list[tuple[str, str]] = []
         self.started_at = time.monotonic()
         read_fd, write_fd = os.pipe()
         try:
@@ -100,20 +107,44 @@ class WorkerProcess:
                 self._handle(json.loads(line))
 
     def _handle(self, message: dict[str, Any]) -> None:
-        if message.get("event") == "ready":
+        event = message.get("event")
+        if event == "ready":
             self.ready = True
-        elif message.get("event") == "error":
+            self.facts.reusable = bool(message.get("reusable"))
+        elif event == "error":
             self.error = str(message.get("message"))
+        elif event == "done":
+            run_id, state = str(message["run_id"]), str(message["state"])
+            memory = MemoryReading.model_validate(message["memory"])
+            self.facts.last_run, self.facts.last_state, self.facts.memory = run_id, state, memory
+            if self.facts.baseline is None:
+                self.facts.baseline = memory
+            self._done.append((run_id, state))
+            if self.run_id == run_id:
+                self.run_id = None
 
-    def assign(self, run_id: str) -> None:
-        """Hand the worker the run it must train (claimed under its name)."""
+    @property
+    def idle(self) -> bool:
+        """Ready for a run: warmed up, not training one, not told to go."""
+        return self.ready and self.run_id is None and not self.released
+
+    def take_done(self) -> list[tuple[str, str]]:
+        """(run id, state) of the runs the worker finished since the last call."""
+        done, self._done = self._done, []
+        return done
+
+    def assign(self, run_id: str, device: str | None = None) -> None:
+        """Hand the worker the run it must train (claimed under its name) on `device`."""
         assert self.proc.stdin is not None
         self.run_id, self.assigned_at = run_id, time.monotonic()
+        self.facts.runs += 1
+        self.facts.device = device
         self.proc.stdin.write((json.dumps({"run_id": run_id}) + "\n").encode())
         self.proc.stdin.flush()
 
     def release(self) -> None:
-        """Tell a spare that has no run to exit (end of file on its stdin)."""
+        """Tell the worker to exit once it has no run (end of file on its stdin)."""
+        self.released = True
         self._close_stdin()
 
     def _close_stdin(self) -> None:

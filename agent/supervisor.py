@@ -1,11 +1,17 @@
 """The supervisor: claims runs, hands them to worker processes, watches them, stops cleanly.
 
-One loop, one thread. Per slot it keeps the worker training a run (`active`) and, by
-default, a warm `spare` that has already imported torch, the trainer and wandb and waits
-for a run id, so the next run starts right after the last one ends. The supervisor
-claims each run itself, under the name of the worker that will train it, only once that
-worker is ready; the lease (3 heartbeats) therefore never runs out during a cold start.
-That makes `--count`, the run cap and crash detection local decisions:
+One loop, one thread. Per slot it keeps one worker process (`active`) that trains run
+after run: when a run is done, the supervisor claims the next one and hands it to the
+same warm process, so the gap between two runs is the claim. When a fresh process is
+owed (agent.recycle decides, and the agent log says why), the old one is sent home and
+a new one takes the slot; where that is foreseeable (`--fresh-process`, a trainer that
+opts out of reuse, the last run a process may train), a warm `spare` that has already
+imported torch, the trainer and wandb is started while the current run trains. The
+supervisor claims each run itself, under the name of the worker that will train it,
+only once that worker is ready; the lease (3 heartbeats) therefore never runs out
+during a cold start. Claims are made when the slot's run ends, not ahead: a bayes
+proposal then sees the result of the run before it. That makes `--count`, the run cap
+and crash detection local decisions:
 
 - a worker that exits with its run still `running` died (kill -9, segfault, OOM killer):
   the supervisor fails the run as crashed (the backend re-queues its config);
@@ -32,6 +38,7 @@ from pydantic import BaseModel, Field
 from rich.console import Console
 
 from agent.process import WorkerProcess
+from agent.recycle import RecyclePolicy
 from agent.slots import Slot, parse_slots
 from agent.ui import AgentView
 from sweeper.backends.base import Backend
@@ -91,12 +98,14 @@ class AgentSummary(BaseModel):
 
 
 class _SlotState:
-    """The processes of one slot."""
+    """The processes of one slot: the one that trains (or waits, warm, for the next run),
+    its spare, and those retired that are still exiting."""
 
     def __init__(self, slot: Slot) -> None:
         self.slot = slot
         self.active: WorkerProcess | None = None
         self.spare: WorkerProcess | None = None
+        self.retiring: list[WorkerProcess] = []
         self.next_claim_at = 0.0
         self.start_failures = 0
 
@@ -117,8 +126,11 @@ class Supervisor:
         trainer: str,
         spare: bool,
         console: Console,
+        recycle: RecyclePolicy,
+        memory_probe: str = "agent.memory:measure",
     ) -> None:
         self.home, self.backend_name, self.trainer = home, backend, trainer
+        self.recycle, self.memory_probe = recycle, memory_probe
         self.count, self.max_failures, self.heartbeat_s = count, max_failures, heartbeat_s
         self.use_spare, self.console = spare, console
         self.backend: Backend = open_backend(backend, home)
@@ -159,7 +171,7 @@ class Supervisor:
                     if self.stopping is None:
                         for state in self.slots:
                             self._fill(state)
-                    if self.stopping is not None and not any(s.active for s in self.slots):
+                    if self.stopping is not None and not self._training():
                         break
                     if time.monotonic() >= next_refresh:
                         self._refresh(view)
@@ -184,15 +196,19 @@ class Supervisor:
         assignments = {s.slot.index: s.active.run_id if s.active else None for s in self.slots}
         view.update(assignments, runs, self.ours)
 
+    def _training(self) -> bool:
+        return any(s.active is not None and s.active.run_id is not None for s in self.slots)
+
     def _stop(self, reason: str, ok: bool = True) -> None:
-        """Stop claiming; the first reason is the one reported. Spares are sent home."""
+        """Stop claiming; the first reason is the one reported. Idle workers are sent home."""
         if self.stopping is None:
             self.stopping = reason
             self.summary.ok = ok
             self._note(f"stopping: {reason}")
         for state in self.slots:
-            if state.spare is not None:
-                state.spare.release()
+            for worker in (state.active, state.spare):
+                if worker is not None and worker.run_id is None:
+                    worker.release()
 
     # --- slots ----------------------------------------------------------------------
 
@@ -205,6 +221,7 @@ class Supervisor:
             "--backend", self.backend_name,
             "--trainer", self.trainer,
             "--heartbeat-s", str(self.heartbeat_s),
+            "--memory-probe", self.memory_probe,
         ]  # fmt: skip
         worker = WorkerProcess(
             slot, f"{self._name_prefix}-s{slot.index}-w{self._seq}", args, self._log_file
@@ -213,30 +230,54 @@ class Supervisor:
         return worker
 
     def _fill(self, state: _SlotState) -> None:
-        """Keep a spare starting; when the slot is free and its spare ready, claim a run for it."""
-        if state.spare is None and (self.use_spare or state.active is None):
+        """Keep a process ready for the slot; when the slot is free, claim a run for it."""
+        active = state.active
+        if state.spare is None and (active is None or self._spare_wanted(active)):
             state.spare = self._spawn(state.slot)
-        spare = state.spare
-        if spare is None or state.active is not None or not spare.ready:
+        worker = active if active is not None else state.spare
+        if worker is None or not worker.idle:
             return
         if time.monotonic() < state.next_claim_at:
             return
         if self.count is not None and self.summary.started >= self.count:
             self._stop(f"--count {self.count} reached")
             return
-        claim = self.backend.claim_run(self.sweep_id, spare.name, lease_s=3 * self.heartbeat_s)
+        claim = self.backend.claim_run(self.sweep_id, worker.name, lease_s=3 * self.heartbeat_s)
         if claim.run is None:
             self._no_run(state, claim)
             return
-        spare.assign(claim.run.id)
-        state.active, state.spare = spare, None
+        device = str(claim.run.config.get("device", "auto"))
+        if worker is active:
+            reason = self.recycle.reason(worker.facts, next_device=device)
+            if reason is not None:  # the run goes back to the queue, for the fresh process
+                self.backend.requeue_run(claim.run.id, worker.name, f"handed over: {reason}")
+                self._retire(state, reason)
+                return
+        worker.assign(claim.run.id, device)
+        if worker is state.spare:
+            state.active, state.spare = worker, None
         self.ours[claim.run.id] = state.slot.index
         self.summary.started += 1
-        self._note(f"slot {state.slot.index}: run {claim.run.id} -> {spare.name}")
+        self._note(f"slot {state.slot.index}: run {claim.run.id} -> {worker.name}")
         if self.count is not None and self.summary.started >= self.count:
             self._stop(f"--count {self.count} reached")
-        elif self.use_spare:
-            state.spare = self._spawn(state.slot)
+
+    def _spare_wanted(self, active: WorkerProcess) -> bool:
+        """A spare is started while a run trains when its process will have to go after it."""
+        return (
+            self.use_spare
+            and active.run_id is not None
+            and self.recycle.due_after_current(active.facts)
+        )
+
+    def _retire(self, state: _SlotState, reason: str) -> None:
+        """Send the slot's process home (it exits once idle); the spare or a new one follows."""
+        worker = state.active
+        assert worker is not None
+        self._note(f"slot {state.slot.index}: fresh process owed, {worker.name} retires: {reason}")
+        worker.release()
+        state.retiring.append(worker)
+        state.active = None
 
     def _no_run(self, state: _SlotState, claim: Claim) -> None:
         if claim.done:
@@ -265,11 +306,33 @@ class Supervisor:
                     )
         elif spare is not None and spare.ready:
             state.start_failures = 0
+        for old in list(state.retiring):
+            if old.poll() is not None:
+                state.retiring.remove(old)
+                old.close()
         active = state.active
-        if active is not None and active.poll() is not None:
+        if active is None:
+            return
+        code = active.poll()
+        for run_id, _ in active.take_done():
+            self._ended(active, run_id)
+            reason = self.recycle.reason(active.facts)
+            if self.stopping is not None:
+                active.release()
+            elif reason is not None:
+                self._retire(state, reason)
+        if code is not None and state.active is active:
             state.active = None
             active.close()
-            self._ended(active)
+            if active.run_id is not None:
+                run_id, ended = active.run_id, self._ended(active, active.run_id)
+                active.facts.last_run, active.facts.last_state = run_id, ended
+                reason = self.recycle.reason(active.facts)
+                self._note(f"slot {state.slot.index}: fresh process owed: {reason}")
+            elif not active.released and self.stopping is None:
+                self._note(
+                    f"slot {state.slot.index}: idle {active.name} {active.exit_description()}"
+                )
 
     def _kill_hung(self, runs: list[Run]) -> None:
         """SIGKILL every active worker whose run has had no heartbeat for a whole lease.
@@ -293,10 +356,11 @@ class Supervisor:
                 self._note(f"run {run.id}: {reason}")
                 worker.kill()
 
-    def _ended(self, worker: WorkerProcess) -> None:
-        """Count how the worker's run ended; clean up after a worker that died mid-run."""
-        assert worker.run_id is not None
-        run = self.backend.get_run(worker.run_id)
+    def _ended(self, worker: WorkerProcess, run_id: str) -> str:
+        """Count how the worker's run ended; clean up after a worker that died mid-run.
+
+        Returns what it was counted as: finished, stopped, failed, crashed or requeued."""
+        run = self.backend.get_run(run_id)
         state = run.state
         hung = self._hung.pop(worker.name, None)
         if state == RunState.running and run.worker == worker.name:
@@ -330,6 +394,7 @@ class Supervisor:
                 self._terminate_active()
         elif state in (RunState.finished, RunState.stopped):
             self.consecutive_failures = 0
+        return counted
 
     # --- signals and shutdown ---------------------------------------------------------
 
@@ -364,30 +429,28 @@ class Supervisor:
 
     def _terminate_active(self) -> None:
         for state in self.slots:
-            for worker in (state.active, state.spare):
-                if worker is not None:
-                    worker.terminate()
+            for worker in _processes(state):
+                worker.terminate()
 
     def _kill_all(self) -> None:
         """SIGKILL every worker now and re-queue their runs ourselves."""
         for state in self.slots:
-            for worker in (state.active, state.spare):
-                if worker is not None:
-                    worker.kill()
+            for worker in _processes(state):
+                worker.kill()
         for state in self.slots:
-            if state.spare is not None:
-                state.spare.wait()
-                state.spare.close()
-                state.spare = None
-            if state.active is not None:
-                active, state.active = state.active, None
-                active.wait()
-                active.close()
-                self._ended(active)
+            for worker in _processes(state):
+                worker.wait()
+                worker.poll()  # a run reported done just before the kill is not the agent's
+                worker.close()
+                for run_id, _ in worker.take_done():
+                    self._ended(worker, run_id)
+                if worker is state.active and worker.run_id is not None:
+                    self._ended(worker, worker.run_id)
+            state.active, state.spare, state.retiring = None, None, []
 
     def _shutdown(self) -> None:
         """Whatever happened: no worker outlives the agent and no run of ours stays running."""
-        if any(s.active or s.spare for s in self.slots):
+        if any(_processes(s) for s in self.slots):
             self._stop(self.stopping or "agent error")
             self._terminate_active()
             deadline = time.monotonic() + GRACE_S
@@ -396,9 +459,7 @@ class Supervisor:
             self._kill_all()
 
     def _alive(self) -> bool:
-        return any(
-            w is not None and w.poll() is None for s in self.slots for w in (s.active, s.spare)
-        )
+        return any(w.poll() is None for s in self.slots for w in _processes(s))
 
     def _note(self, message: str) -> None:
         """A line in the agent log (the workers' start-up output goes there too)."""
@@ -409,6 +470,11 @@ class Supervisor:
                 self._log_file.write(f"{stamp} supervisor {message}\n".encode())
             except OSError as exc:  # a full disk must not stop the agent: the store has the runs
                 log.warning("cannot write the agent log: %s", exc)
+
+
+def _processes(state: _SlotState) -> list[WorkerProcess]:
+    """Every live handle of a slot: the active process, its spare, those retiring."""
+    return [w for w in (state.active, state.spare, *state.retiring) if w is not None]
 
 
 def _open_log(path: Path) -> IO[bytes]:
@@ -440,11 +506,20 @@ def run_agent(
     trainer: str = "trainer:train",
     console: Console | None = None,
     spare: bool = True,
+    fresh_process: bool = False,
+    max_runs_per_worker: int = 50,
+    max_memory_growth_mb: float = 1024.0,
+    memory_probe: str = "agent.memory:measure",
 ) -> AgentSummary:
     """Train runs of `sweep_id` on the given GPUs until the sweep is done or the agent is stopped.
 
-    `spare=False` starts each worker only when its run is due (no warm spare), for
-    benchmarks. Raises AgentError for what the user can fix (a GPU that is not there).
+    A slot's worker process trains run after run until agent.recycle says a fresh one is
+    owed: `fresh_process=True` (one process per run, the behaviour before warm workers),
+    `max_runs_per_worker` runs, a run that did not end cleanly, memory grown by more than
+    `max_memory_growth_mb` MiB over the worker's baseline, or another device.
+    `spare=False` starts a worker only when it is due (no warm spare), for benchmarks;
+    `memory_probe` ('module:function') replaces the memory reading, for tests. Raises
+    AgentError for what the user can fix (a GPU that is not there).
     """
     if count is not None and count < 1:
         raise AgentError(f"--count must be at least 1, got {count}.")
@@ -452,6 +527,10 @@ def run_agent(
         raise AgentError(f"--max-failures must be at least 1, got {max_failures}.")
     if heartbeat_s <= 0:
         raise AgentError(f"heartbeat interval must be positive, got {heartbeat_s}.")
+    if max_runs_per_worker < 1:
+        raise AgentError(f"runs per worker must be at least 1, got {max_runs_per_worker}.")
+    if max_memory_growth_mb <= 0:
+        raise AgentError(f"memory growth limit must be positive, got {max_memory_growth_mb}.")
     slots = parse_slots(gpus, per_gpu)
     home.ensure()
     supervisor = Supervisor(
@@ -465,5 +544,11 @@ def run_agent(
         trainer=trainer,
         spare=spare,
         console=console or Console(),
+        recycle=RecyclePolicy(
+            fresh_process=fresh_process,
+            max_runs=max_runs_per_worker,
+            max_growth_mb=max_memory_growth_mb,
+        ),
+        memory_probe=memory_probe,
     )
     return supervisor.run()

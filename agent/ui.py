@@ -53,6 +53,20 @@ def _duration(seconds: float | None) -> str:
     return f"{minutes}:{secs:02d}" if minutes < 60 else f"{minutes // 60}h{minutes % 60:02d}"
 
 
+def worker_label(run: Run) -> str:
+    """The short name of the worker process that ran `run` ('w3' of 'host-123-s0-w3'),
+    unique within one agent; '-' when none has.
+
+    >>> from datetime import datetime
+    >>> from sweeper.models import Run, RunState
+    >>> run = Run(id="r1", sweep_id="s1", state=RunState.running, config={},
+    ...           created_at=datetime(2026, 1, 1), worker="box-4242-s0-w3")
+    >>> worker_label(run)
+    'w3'
+    """
+    return run.worker.rsplit("-", 1)[-1] if run.worker else "-"
+
+
 def _config_text(run: Run, params: Sequence[str]) -> str:
     return " ".join(
         f"{name}={format_value(run.config[name])}" for name in params if name in run.config
@@ -82,7 +96,19 @@ def build_table(
         title=f"sweep {sweep.name} ({sweep.id}) · {sweep.method} · best {sweep.metric_name} {best_text}",
         caption=caption,
     )
-    for column in ("slot", "device", "run", "config", "epoch", "val acc", "best", "img/s", "ETA"):
+    columns = (
+        "slot",
+        "device",
+        "worker",
+        "run",
+        "config",
+        "epoch",
+        "val acc",
+        "best",
+        "img/s",
+        "ETA",
+    )
+    for column in columns:
         table.add_column(
             column,
             justify="right" if column in ("epoch", "val acc", "best", "img/s", "ETA") else "left",
@@ -90,7 +116,9 @@ def build_table(
     for slot in slots:
         run = by_id.get(assignments.get(slot.index) or "")
         if run is None:
-            table.add_row(str(slot.index), slot.label, "-", "waiting for a run", "", "", "", "", "")
+            table.add_row(
+                str(slot.index), slot.label, "-", "-", "waiting for a run", "", "", "", "", ""
+            )
             continue
         last = run.history[-1] if run.history else {}
         planned = last.get("epochs") or run.config.get("epochs")
@@ -98,6 +126,7 @@ def build_table(
         table.add_row(
             str(slot.index),
             slot.label,
+            worker_label(run),
             run.id,
             _config_text(run, params),
             f"{len(run.history)}/{planned if planned is not None else '?'}",
@@ -151,8 +180,9 @@ class AgentView:
         before_epochs = self._seen_epochs.get(run.id, 0)
         where = f"slot {slot} run {run.id}"
         if before_state in (None, RunState.pending) and run.state != before_state:
+            on = f" on {worker_label(run)}" if run.worker else ""
             self.console.print(
-                f"{where} started {_config_text(run, self.params)}".rstrip(), highlight=False
+                f"{where} started{on} {_config_text(run, self.params)}".rstrip(), highlight=False
             )
         if len(run.history) < before_epochs:  # re-queued and started over
             before_epochs = 0

@@ -1,24 +1,36 @@
-"""The worker process: trains exactly one run, then exits.
+"""The worker process: trains the runs its supervisor hands it, one after another.
 
 Started by the supervisor as `python -m agent.worker ...` with CUDA_VISIBLE_DEVICES set.
 Protocol, one JSON object per line:
 
-- worker -> supervisor, on the `--status-fd` pipe: `{"event": "ready"}` once torch, the
-  trainer, the backend and wandb are imported (the worker is now a warm spare), or
-  `{"event": "error", "message": ...}` if it cannot start (bad `--trainer`, ...).
+- worker -> supervisor, on the `--status-fd` pipe: `{"event": "ready", "reusable": ...}`
+  once torch, the trainer, the backend and wandb are imported (the worker is now a warm
+  spare), or `{"event": "error", "message": ...}` if it cannot start (bad `--trainer`,
+  ...); after each run, once it is reported to the backend and its memory freed,
+  `{"event": "done", "run_id": ..., "state": ..., "memory": {...}}`.
 - supervisor -> worker, on stdin: `{"run_id": ...}` (a run the supervisor claimed under
-  this worker's name), or end of file: exit without training.
+  this worker's name), or end of file: exit.
 
-The worker reports the run's end to the backend itself (finish, fail, requeue); the
+A worker takes run after run while its supervisor keeps handing them over; the
+supervisor decides when the process has done enough (agent.recycle) and closes its
+stdin. Per run, everything is fresh: the trainer builds its model, optimizer, schedule
+and seeding from the config; the run gets its own log file, heartbeat, stop request and
+wandb run. What stays warm is what the process imported, its CUDA context and the
+trainer's bounded caches. A trainer function opts out of reuse with a `reusable = False`
+attribute (then every run gets a fresh process); without it, reuse is allowed, as the
+trainer contract says `train` is pure.
+
+The worker reports each run's end to the backend itself (finish, fail, requeue); the
 supervisor only steps in when the process dies without doing so. SIGTERM stops the run
-at the next batch boundary and re-queues it; SIGINT is ignored (a terminal's Ctrl-C goes
-to the supervisor, which decides).
+at the next batch boundary, re-queues it, and ends the process; SIGINT is ignored (a
+terminal's Ctrl-C goes to the supervisor, which decides).
 """
 
 from __future__ import annotations
 
 import argparse
 import ctypes
+import gc
 import importlib
 import json
 import logging
@@ -30,6 +42,7 @@ import traceback
 from collections.abc import Callable
 from typing import IO, Any, NoReturn
 
+from agent.memory import MemoryReading, free_run_memory
 from sweeper.backends.base import Backend
 from sweeper.locate import open_backend
 from sweeper.models import Control, RunState
@@ -44,7 +57,7 @@ EXIT_START_FAILED = 3
 TrainFn = Callable[..., Any]
 
 
-def load_trainer(ref: str) -> TrainFn:
+def load_trainer(ref: str, option: str = "--trainer") -> TrainFn:
     """Resolve 'module:function' to the function; raise ValueError with a readable reason.
 
     >>> load_trainer("os.path:join")("a", "b")
@@ -52,15 +65,27 @@ def load_trainer(ref: str) -> TrainFn:
     """
     module_name, _, attr = ref.partition(":")
     if not module_name or not attr:
-        raise ValueError(f"--trainer {ref!r}: expected 'module:function', e.g. 'trainer:train'")
+        raise ValueError(f"{option} {ref!r}: expected 'module:function', e.g. 'trainer:train'")
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        raise ValueError(f"--trainer {ref!r}: cannot import {module_name!r}: {exc}") from exc
+        raise ValueError(f"{option} {ref!r}: cannot import {module_name!r}: {exc}") from exc
     fn = getattr(module, attr, None)
     if not callable(fn):
-        raise ValueError(f"--trainer {ref!r}: {module_name!r} has no function {attr!r}")
+        raise ValueError(f"{option} {ref!r}: {module_name!r} has no function {attr!r}")
     return fn
+
+
+def is_reusable(train: TrainFn) -> bool:
+    """Whether runs of `train` may follow each other in one process: unless it says
+    `reusable = False`.
+
+    >>> def leaky(config): ...
+    >>> leaky.reusable = False
+    >>> is_reusable(leaky), is_reusable(print)
+    (False, True)
+    """
+    return getattr(train, "reusable", True) is not False
 
 
 def error_line(exc: BaseException) -> str:
@@ -134,35 +159,55 @@ def _control_reason(control: Control, detail: str = "") -> str:
 
 
 class Worker:
-    """Everything one worker process holds: the trainer, its backend, its wandb logger."""
+    """Everything one worker process holds across its runs: the trainer, its backend, its
+    wandb logger. What a single run holds lives in `run` and is dropped when it returns."""
 
     def __init__(
-        self, home: Home, backend: str, trainer: str, worker: str, heartbeat_s: float
+        self,
+        home: Home,
+        backend: str,
+        trainer: str,
+        worker: str,
+        heartbeat_s: float,
+        memory_probe: str = "agent.memory:measure",
     ) -> None:
         from sweeper.wandb.runlog import WandbLogger
 
         self.home, self.backend_name = home, backend
         self.trainer_ref, self.name, self.heartbeat_s = trainer, worker, heartbeat_s
+        self.memory_probe = memory_probe
         self.stop = StopRequest()
+        #: SIGTERM came: the current run stops and no other run starts in this process.
+        self.terminating = False
         # The wandb backend logs each run to W&B itself (the sweep's run, same id); a
         # mirror would add a second copy of every run to the project.
         self.wandb = WandbLogger(home.wandb_dir, mode="disabled" if backend == "wandb" else None)
         self.train: TrainFn | None = None
+        self.measure: Callable[[], MemoryReading] | None = None
         self.backend: Backend | None = None
+
+    @property
+    def reusable(self) -> bool:
+        return self.train is not None and is_reusable(self.train)
 
     def warm_up(self) -> None:
         """Import what every run needs, so the run itself starts at model construction."""
         # Resolving the function imports its module: trainer.loop, and torch with it.
         self.train = load_trainer(self.trainer_ref)
+        self.measure = load_trainer(self.memory_probe, "--memory-probe")
         import trainer.config  # noqa: F401  (a custom --trainer still gets TrainConfig loaded)
 
         self.backend = open_backend(self.backend_name, self.home)
         self.wandb.prepare()
         if os.environ.get("CUDA_VISIBLE_DEVICES") and "torch" in sys.modules:
             _warm_cuda()
+        gc.freeze()  # the imports live as long as the process: keep them out of collections
 
     def run(self, run_id: str) -> str:
         """Train `run_id` and report its end to the backend; return the state it ended in."""
+        self.stop = StopRequest()
+        if self.terminating:
+            self.stop.request(Control.pause, SIGTERM_REASON, interrupt=True)
         heartbeat = Heartbeat(
             open_backend(self.backend_name, self.home),
             run_id,
@@ -257,7 +302,19 @@ class Worker:
 
     def on_sigterm(self) -> None:
         """SIGTERM: stop at the next batch boundary; the run goes back to the queue."""
-        self.stop.request(Control.pause, "agent stopped (SIGTERM)", interrupt=True)
+        self.terminating = True
+        self.stop.request(Control.pause, SIGTERM_REASON, interrupt=True)
+
+    def clean_up(self) -> MemoryReading:
+        """Free what the last run left and read the memory the process still holds."""
+        assert self.measure is not None
+        free_run_memory()
+        reading = self.measure()
+        log.info("memory after the run: %s", reading.text())
+        return reading
+
+
+SIGTERM_REASON = "agent stopped (SIGTERM)"
 
 
 def _warm_cuda() -> None:
@@ -294,13 +351,17 @@ def _send(status: IO[str], **message: Any) -> None:
 
 def _redirect_output(path: os.PathLike[str]) -> None:
     """Point fds 1 and 2 (Python's, the trainer's and native libraries') at the run's log."""
-    sys.stdout.flush()
-    sys.stderr.flush()
     private_dir(os.path.dirname(path))
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    _point_output_at(fd)
+    os.close(fd)
+
+
+def _point_output_at(fd: int) -> None:
+    sys.stdout.flush()
+    sys.stderr.flush()
     os.dup2(fd, 1)
     os.dup2(fd, 2)
-    os.close(fd)
 
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -311,13 +372,14 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--trainer", default="trainer:train")
     parser.add_argument("--worker", required=True, help="the name runs are claimed under")
     parser.add_argument("--heartbeat-s", type=float, default=10.0)
+    parser.add_argument("--memory-probe", default="agent.memory:measure")
     parser.add_argument("--status-fd", type=int, required=True)
     parser.add_argument("--parent", type=int, required=True, help="the supervisor's pid")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Warm up, say ready, wait for one run id, train it, exit."""
+    """Warm up, say ready, then train each run id read from stdin until end of file."""
     args = _parse_args(argv)
     _die_with_parent(args.parent)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -328,12 +390,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     status = os.fdopen(args.status_fd, "w", buffering=1)
     home = Home(args.home)
-    worker = Worker(home, args.backend, args.trainer, args.worker, args.heartbeat_s)
-    assigned = threading.Event()
+    worker = Worker(
+        home, args.backend, args.trainer, args.worker, args.heartbeat_s, args.memory_probe
+    )
+    training = threading.Event()
 
     def on_sigterm(signum: int, frame: Any) -> None:
-        if not assigned.is_set():
-            raise SystemExit(EXIT_OK)  # a spare with no run: just go
+        if not training.is_set():
+            _exit_now(EXIT_OK)  # no run (a spare, or between runs): just go
         worker.on_sigterm()
 
     signal.signal(signal.SIGTERM, on_sigterm)
@@ -347,14 +411,20 @@ def main(argv: list[str] | None = None) -> int:
             message=str(exc) if isinstance(exc, ValueError) else error_line(exc),
         )
         return EXIT_START_FAILED
-    _send(status, event="ready")
-    line = sys.stdin.readline()
-    if not line.strip():
-        return EXIT_OK
-    run_id = json.loads(line)["run_id"]
-    assigned.set()
-    _redirect_output(home.log_path(args.sweep, run_id))
-    worker.run(run_id)
+    agent_log = os.dup(1)  # between runs, output goes back to the agent log
+    _send(status, event="ready", reusable=worker.reusable)
+    while not worker.terminating:
+        line = sys.stdin.readline()
+        if not line.strip():
+            break
+        run_id = json.loads(line)["run_id"]
+        training.set()
+        _redirect_output(home.log_path(args.sweep, run_id))
+        state = worker.run(run_id)
+        memory = worker.clean_up()
+        _point_output_at(agent_log)
+        training.clear()
+        _send(status, event="done", run_id=run_id, state=state, memory=memory.model_dump())
     _exit_now(EXIT_OK)
 
 

@@ -1,19 +1,25 @@
-"""How long a slot sits idle between runs: with and without the warm spare worker.
+"""How long a slot sits idle between two head runs: warm reuse vs a fresh process per run vs cold.
 
-    python bench/agent_gap.py [--runs 3] [--run-seconds 8]
+    python bench/agent_gap.py [--runs 5] [--wandb offline]
 
-For each setting, one agent with one CPU slot trains a grid of `--runs` configs with a
-bench trainer (this module, imported by the workers as `agent_gap:fake` / `agent_gap:model`)
-that stamps the wall clock when it is called, when its first training step is done and
-when it returns. Two gaps per pair of consecutive runs, medians printed:
+One agent with one CPU slot trains a grid of `--runs` head-tuning configs with the real
+trainer (a resnet18 with a random backbone checkpoint, no download; 10 classes x 24
+images at 64 px) three ways, in one run of this script, on the same data and warm disk
+caches:
 
-- overhead: previous run returned -> next run's trainer called (worker exit, claim, hand
-  the run id over, config, wandb.init; plus interpreter start and imports without a spare);
-- to first step: previous run returned -> next run's first optimizer step done (the
-  overhead plus building the model: nothing for `fake`, a ResNet50 for `model`).
+- reuse: the default, one warm worker process trains run after run;
+- fresh: `--fresh-process`, a fresh process per run, started as a spare during the run before;
+- cold: a fresh process per run started only when the run is due (no spare).
 
-The spare has the previous run's duration (`--run-seconds`) to warm up, as it would
-have a whole training run in a real sweep. `cold / warm` is the ratio of the medians.
+The bench trainer (`agent_gap:head`, imported by the workers) wraps `trainer.train` and
+stamps the wall clock when it is called and when it returns. Medians over the pairs of
+consecutive runs:
+
+- gap: previous run returned -> next run's trainer called (report the run, free it,
+  check memory, claim, hand the run id over, config, wandb run start; plus the process
+  start for cold);
+- run: the trainer call itself (a warm process builds its model and reads the cached
+  features faster than a fresh one).
 """
 
 from __future__ import annotations
@@ -32,77 +38,57 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-# The workers import this module as their trainer: like `trainer.loop`, it imports torch
-# and the model code up front, so a warm spare has paid for them before its run.
 import torch
 
+from trainer import TrainConfig, TrainResult, train
 from trainer.models import build_model
-from trainer.result import TrainResult
 
 STAMP_DIR_ENV = "AGENT_GAP_STAMPS"
-RUN_SECONDS_ENV = "AGENT_GAP_RUN_SECONDS"
+MODES = {
+    "reuse": {},
+    "fresh": {"fresh_process": True},
+    "cold": {"fresh_process": True, "spare": False},
+}
 
 
-def _stamp(config: Any, **times: float) -> None:
-    folder = Path(os.environ[STAMP_DIR_ENV])
+def head(
+    config: Any,
+    on_epoch: Callable[..., bool] | None = None,
+    stop_event: threading.Event | None = None,
+) -> TrainResult:
+    """`trainer.train`, with the wall clock stamped when it is called and when it returns."""
+    called = time.time()
+    result = train(config, on_epoch=on_epoch, stop_event=stop_event)
     run_id = Path(config.checkpoint_dir).name
-    (folder / f"{run_id}.json").write_text(json.dumps(times))
+    stamps = {"called": called, "ended": time.time()}
+    (Path(os.environ[STAMP_DIR_ENV]) / f"{run_id}.json").write_text(json.dumps(stamps))
+    return result
 
 
-def _result(config: Any, began: float) -> TrainResult:
-    return TrainResult(
-        best_val_accuracy=0.5,
-        best_epoch=1,
-        test_accuracy=None,
-        epochs_run=1,
-        stopped_early=False,
-        trainable_params=0,
-        total_params=0,
-        wall_seconds=time.time() - began,
-        images_per_second=0.0,
-    )
+def _dataset(root: Path) -> dict[str, Any]:
+    """Images and a backbone checkpoint under `root`; the fixed part of every run's config."""
+    from feature_cache import write_dataset
+
+    write_dataset(root / "data", classes=10, per_class=24, test_per_class=6, size=80)
+    torch.manual_seed(0)
+    scratch = TrainConfig(data_dir="-", model="resnet18", weights="none", mode="scratch")
+    torch.save(build_model(scratch, 1000).state_dict(), root / "backbone.pt")
+    return {
+        "data_dir": str(root / "data"),
+        "model": "resnet18",
+        "weights": str(root / "backbone.pt"),
+        "mode": "head",
+        "image_size": 64,
+        "epochs": 2,
+        "batch_size": 32,
+        "num_workers": 0,
+        "device": "cpu",
+        "cache_dir": str(root / "cache"),
+    }
 
 
-def fake(
-    config: Any,
-    on_epoch: Callable[..., bool] | None = None,
-    stop_event: threading.Event | None = None,
-) -> TrainResult:
-    """A run with nothing to build: its first step is the call itself."""
-    called = time.time()
-    time.sleep(float(os.environ.get(RUN_SECONDS_ENV, "3")))
-    ended = time.time()
-    _stamp(config, called=called, first_step=called, ended=ended)
-    return _result(config, called)
-
-
-def model(
-    config: Any,
-    on_epoch: Callable[..., bool] | None = None,
-    stop_event: threading.Event | None = None,
-) -> TrainResult:
-    """Build the trainer's ResNet50 (no pretrained weights: no download) and take one step."""
-    called = time.time()
-    torch.set_num_threads(1)
-    net = build_model(
-        config.model_copy(update={"model": "resnet50", "weights": "none", "mode": "scratch"}), 10
-    )
-    optimizer = torch.optim.Adam(net.parameters(), lr=config.lr)
-    images, labels = torch.randn(4, 3, 64, 64), torch.randint(0, 10, (4,))
-    loss = torch.nn.functional.cross_entropy(net(images), labels)
-    loss.backward()
-    optimizer.step()
-    first_step = time.time()
-    time.sleep(float(os.environ.get(RUN_SECONDS_ENV, "3")))
-    ended = time.time()
-    _stamp(config, called=called, first_step=first_step, ended=ended)
-    return _result(config, called)
-
-
-def _measure(
-    home: Path, trainer: str, spare: bool, wandb: str, runs: int
-) -> tuple[list[float], list[float]]:
-    """Run one agent on a fresh grid of `runs` configs; return (overheads, gaps to first step)."""
+def _measure(home: Path, fixed: dict[str, Any], mode: str, runs: int) -> tuple[float, float]:
+    """One agent over a fresh grid of `runs` configs; (median gap, median run) in seconds."""
     import yaml
     from rich.console import Console
 
@@ -113,11 +99,12 @@ def _measure(
 
     stamps = Path(tempfile.mkdtemp(dir=home))
     os.environ[STAMP_DIR_ENV] = str(stamps)
-    os.environ["WANDB_MODE"] = wandb
+    parameters: dict[str, Any] = {name: {"value": value} for name, value in fixed.items()}
+    parameters["lr"] = {"values": [10 ** -(3 + i / runs) for i in range(runs)]}
     raw = {
         "method": "grid",
         "metric": {"name": "val_accuracy", "goal": "maximize"},
-        "parameters": {"data_dir": {"value": "unused"}, "seed": {"values": list(range(runs))}},
+        "parameters": parameters,
     }
     spec = parse_spec(yaml.safe_dump(raw), "<bench>")
     backend = open_backend("local", Home(home))
@@ -127,59 +114,55 @@ def _measure(
     summary = run_agent(
         sweep_id,
         home=Home(home),
-        trainer=f"agent_gap:{trainer}",
-        spare=spare,
+        trainer="agent_gap:head",
         heartbeat_s=60.0,
         console=Console(file=io.StringIO()),
+        **MODES[mode],
     )
     if summary.finished != runs:
         sys.exit(f"bench run failed: {summary.line()}; see {Home(home).agent_log_path(sweep_id)}")
     times = sorted(
         (json.loads(p.read_text()) for p in stamps.glob("*.json")), key=lambda t: t["called"]
     )
-    pairs = list(itertools.pairwise(times))
-    overheads = [b["called"] - a["ended"] for a, b in pairs]
-    gaps = [b["first_step"] - a["ended"] for a, b in pairs]
-    return overheads, gaps
+    gaps = [b["called"] - a["ended"] for a, b in itertools.pairwise(times)]
+    # The first run of a process-per-run mode and of reuse alike starts in a new process.
+    durations = [t["ended"] - t["called"] for t in times[1:]]
+    return statistics.median(gaps), statistics.median(durations)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--runs", type=int, default=3, help="runs per setting (gaps = runs - 1)")
-    parser.add_argument(
-        "--run-seconds", type=float, default=8.0, help="how long each bench run trains"
-    )
+    parser.add_argument("--runs", type=int, default=5, help="runs per way (gaps = runs - 1)")
+    parser.add_argument("--wandb", default="offline", choices=["offline", "disabled"])
     args = parser.parse_args()
     here = str(Path(__file__).resolve().parent)
+    sys.path.insert(0, here)
     os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (here, os.environ.get("PYTHONPATH")) if p)
-    os.environ[RUN_SECONDS_ENV] = str(args.run_seconds)
+    os.environ["WANDB_MODE"] = args.wandb
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    settings = [
-        ("fake", "disabled"),
-        ("fake", "offline"),
-        ("model", "disabled"),
-    ]
     print(
-        f"agent gap: {args.runs} runs of {args.run_seconds:g} s per setting, 1 CPU slot, median seconds"
+        f"agent gap: {args.runs} head runs per way (resnet18, 64 px, 300 images, 2 epochs), "
+        f"1 CPU slot, wandb {args.wandb}, median seconds"
     )
     print(f"device: CPU, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at start")
-    print(f"{'trainer':<8} {'wandb':<9} {'spare':<6} {'overhead':>9} {'to first step':>14}")
     with tempfile.TemporaryDirectory(prefix="agent-gap-") as root:
-        for trainer, wandb in settings:
-            medians: dict[bool, tuple[float, float]] = {}
-            for spare in (False, True):
-                overheads, gaps = _measure(Path(root), trainer, spare, wandb, args.runs)
-                medians[spare] = (statistics.median(overheads), statistics.median(gaps))
-                label = "warm" if spare else "cold"
-                print(
-                    f"{trainer:<8} {wandb:<9} {label:<6} {medians[spare][0]:>9.2f} {medians[spare][1]:>14.2f}"
-                )
-            cold, warm = medians[False], medians[True]
-            print(
-                f"{'':<8} {'':<9} {'cold/warm':<6} {cold[0] / warm[0]:>8.1f}x {cold[1] / warm[1]:>13.1f}x"
-            )
+        fixed = _dataset(Path(root))
+        # Build the disk caches once, untimed, so that every way starts from warm files.
+        train(TrainConfig(**fixed))
+        results: dict[str, tuple[float, float]] = {}
+        print(f"{'way':<6} {'gap':>7} {'run':>7}")
+        for mode in MODES:
+            results[mode] = _measure(Path(root), fixed, mode, args.runs)
+            print(f"{mode:<6} {results[mode][0]:>7.2f} {results[mode][1]:>7.2f}")
+    reuse = results["reuse"]
+    for mode in ("fresh", "cold"):
+        other = results[mode]
+        print(
+            f"{mode}/reuse: gap {other[0] / reuse[0]:.1f}x, "
+            f"gap + run {(other[0] + other[1]) / (reuse[0] + reuse[1]):.2f}x"
+        )
 
 
 if __name__ == "__main__":

@@ -443,6 +443,13 @@ def agent(
             help="The training function as module:function (same signature as trainer.train).",
         ),
     ] = "trainer:train",
+    fresh_process: Annotated[
+        bool,
+        typer.Option(
+            "--fresh-process",
+            help="A fresh worker process for every run, for trainers that leak state between runs.",
+        ),
+    ] = False,
 ) -> None:
     """Run a sweep: one worker process per GPU slot pulls configs and trains until done.
 
@@ -463,6 +470,7 @@ def agent(
         heartbeat_s=heartbeat,
         trainer=trainer,
         console=out,
+        fresh_process=fresh_process,
     )
     if summary.exit_code:
         raise typer.Exit(code=summary.exit_code)

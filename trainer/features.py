@@ -9,7 +9,9 @@ starting weights. `FeatureCache` computes it once per
 
 and keeps it under `<cache_dir>/features/<sha256>.pt`. Files are written to a temp
 name and renamed, under a `FileLock`, so concurrent runs of a sweep build each file
-once and never read a half-written one. Pooled vectors are stored as float32 (they
+once and never read a half-written one. A file read or written is also kept in the
+process's bounded memory cache (`trainer.memcache.features`, keyed by the file's path,
+size and mtime), so the next run in the same worker process skips the disk. Pooled vectors are stored as float32 (they
 are small and head runs then match the uncached path exactly); spatial maps from a
 partial prefix as float16.
 
@@ -33,6 +35,7 @@ import torch
 from filelock import FileLock
 from torch import Tensor, nn
 
+from trainer import memcache
 from trainer.atomic import save_atomic
 from trainer.augment import augment_batch, normalize
 from trainer.errors import Interrupted, TrainerError
@@ -91,6 +94,17 @@ class FeatureCache:
 
     def _load_or_build(self, digest: str, key: dict[str, Any], images: Tensor) -> Tensor:
         path = self.root / f"{digest}.pt"
+        known = _file_key(path)
+        remembered = memcache.features.get(known) if known is not None else None
+        if remembered is not None and remembered.shape[0] == images.shape[0]:
+            return remembered
+        features = self._read_or_build(path, key, images)
+        known = _file_key(path)
+        if known is not None:
+            memcache.features.put(known, features)
+        return features
+
+    def _read_or_build(self, path: Path, key: dict[str, Any], images: Tensor) -> Tensor:
         # Lock-free fast path: files only ever appear complete (written, then renamed).
         stored = _read(path, key, images.shape[0])
         if stored is not None:
@@ -160,6 +174,15 @@ def estimated_bytes(shape: tuple[int, ...], images: int) -> int:
         numel *= size
     itemsize = 4 if len(shape) <= 1 else 2
     return numel * itemsize * images
+
+
+def _file_key(path: Path) -> tuple[str, int, int] | None:
+    """What the memory cache knows a file by: a file rewritten or removed is a miss."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return (str(path), stat.st_size, stat.st_mtime_ns)
 
 
 def _read(path: Path, key: dict[str, Any], count: int) -> Tensor | None:

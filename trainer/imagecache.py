@@ -6,6 +6,10 @@ on a machine shares one copy in the page cache. Files are written to a temp name
 same folder and `os.replace()`d; a `FileLock` makes concurrent builders of the same key
 take turns, so the second one reads what the first one wrote instead of decoding again.
 A file that does not load or does not have the expected structure is rebuilt, not trusted.
+A worker that trains runs back to back keeps these images warm through the mapping: the
+pages stay in the page cache, shared by every process, and a re-read costs only the
+file's header. They are deliberately not kept as one tensor shared between the runs of a
+process, where a run writing into its images would change the next run's data.
 """
 
 from __future__ import annotations

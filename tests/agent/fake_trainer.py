@@ -10,6 +10,12 @@ The environment steers it, so a test can make runs slow, fail, or announce thems
 - FAKE_MARK_DIR: on start, write `<run id>.<pid>` there, so a test can find and kill it.
 - FAKE_FAIL_ODD: the 1st, 3rd, 5th... run started (counted in FAKE_MARK_DIR) raises TrainerError.
 - FAKE_IGNORE_STOP: ignore `stop_event` (a run that cannot stop at a batch boundary).
+- FAKE_HANG_NTH: the n-th run started (counted in FAKE_MARK_DIR) stops its process (SIGSTOP).
+
+`single_use` is the same trainer marked `reusable = False`; `growing_memory` is a memory
+probe (`--memory-probe fake_trainer:growing_memory`) whose RSS reading grows by
+FAKE_GROWTH_MB (default 300) after every run, so recycling on memory growth is tested
+without leaking real memory.
 
 val_accuracy is a deterministic function of lr, dropout and the epoch, so hyperband and
 bayes see real differences between configs.
@@ -18,11 +24,13 @@ bayes see real differences between configs.
 from __future__ import annotations
 
 import os
+import signal
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+from agent.memory import MIB, MemoryReading
 from trainer.config import TrainConfig
 from trainer.errors import Interrupted, TrainerError
 from trainer.result import EpochMetrics, TrainResult
@@ -57,6 +65,8 @@ def train(
     """Pretend to train `config.epochs` epochs; honour on_epoch and stop_event like the trainer."""
     began = time.perf_counter()
     _mark_start(config)
+    if os.environ.get("FAKE_HANG_NTH") == str(len(os.listdir(os.environ["FAKE_MARK_DIR"]))):
+        os.kill(os.getpid(), signal.SIGSTOP)
     if os.environ.get("FAKE_FAIL_BATCH") == str(config.batch_size):
         raise TrainerError(f"fake failure for batch_size {config.batch_size}\nsecond line")
     if os.environ.get("FAKE_FAIL_ODD") and len(os.listdir(os.environ["FAKE_MARK_DIR"])) % 2 == 1:
@@ -102,6 +112,29 @@ def train(
         images_per_second=BATCHES * IMAGES_PER_BATCH / max(epoch_s, 1e-6),
         history=history,
     )
+
+
+_readings = 0
+
+
+def growing_memory() -> MemoryReading:
+    """A memory reading that grows by FAKE_GROWTH_MB on every call (once per run)."""
+    global _readings
+    _readings += 1
+    grown = float(os.environ.get("FAKE_GROWTH_MB", "300")) * _readings
+    return MemoryReading(rss=int((100 + grown) * MIB))
+
+
+def single_use(
+    config: TrainConfig,
+    on_epoch: Callable[[EpochMetrics], bool] | None = None,
+    stop_event: threading.Event | None = None,
+) -> TrainResult:
+    """The fake trainer, marked as leaving state behind: each run needs a fresh process."""
+    return train(config, on_epoch, stop_event)
+
+
+single_use.reusable = False  # type: ignore[attr-defined]
 
 
 def buggy(

@@ -15,7 +15,7 @@ from agent.slots import Slot
 from sweeper.backends.local import LocalBackend
 from sweeper.models import RunState
 from sweeper.paths import Home
-from tests.agent.agent_testkit import FAKE, PATIENCE_S, make_sweep, wait_for
+from tests.agent.agent_testkit import FAKE, PATIENCE_S, make_sweep, started_marks, wait_for
 
 pytestmark = pytest.mark.usefixtures("agent_env")
 
@@ -86,18 +86,67 @@ def test_a_worker_that_cannot_load_its_trainer_says_why(
     assert "worker cannot start" in (tmp_path / "agent.log").read_text()
 
 
+def _train_next(worker: WorkerProcess, sweep_id: str) -> str:
+    """Claim the sweep's next run for `worker`, hand it over, wait until it is done."""
+    claim = LocalBackend(Home()).claim_run(sweep_id, worker.name, lease_s=30)
+    assert claim.run is not None
+    worker.assign(claim.run.id)
+    done = wait_for(lambda: worker.poll() is not None or worker.take_done(), "the run to be done")
+    assert done == [(claim.run.id, "finished")], worker.exit_description()
+    return claim.run.id
+
+
 def test_an_assigned_run_is_trained_and_logged_to_its_own_file(agent_log: IO[bytes]) -> None:
     sweep_id = make_sweep({"lr": [1e-3]})
     worker = _start(sweep_id, agent_log)
     _wait_ready(worker)
-    backend = LocalBackend(Home())
-    claim = backend.claim_run(sweep_id, worker.name, lease_s=30)
-    assert claim.run is not None
-    worker.assign(claim.run.id)
+    run_id = _train_next(worker, sweep_id)
+    assert LocalBackend(Home()).get_run(run_id).state == RunState.finished
+    log = Home().log_path(sweep_id, run_id).read_text()
+    assert f"w1 INFO run {run_id}: finished" in log
+    assert "memory after the run: rss" in log
+    worker.release()
     assert _exit_code(worker) == 0
-    assert backend.get_run(claim.run.id).state == RunState.finished
-    log = Home().log_path(sweep_id, claim.run.id).read_text()
-    assert f"w1 INFO run {claim.run.id}: finished" in log
+
+
+def test_a_warm_worker_trains_runs_back_to_back_in_one_process(
+    agent_env: Path, agent_log: IO[bytes], tmp_path: Path
+) -> None:
+    sweep_id = make_sweep({"lr": [1e-3, 1e-4, 1e-5]})
+    worker = _start(sweep_id, agent_log)
+    _wait_ready(worker)
+    assert worker.facts.reusable
+    runs = [_train_next(worker, sweep_id) for _ in range(3)]
+    assert worker.idle and worker.facts.runs == 3
+    assert worker.facts.baseline is not None and worker.facts.memory is not None
+    assert worker.facts.memory.rss > 0
+    pids = {pid for _, pid in started_marks(agent_env)}
+    assert pids == {worker.pid}
+    for run_id in runs:  # each run's output went to its own log, not the next one's
+        assert Home().log_path(sweep_id, run_id).read_text().count(": finished") == 1
+    worker.release()
+    assert _exit_code(worker) == 0
+    agent_log_text = (tmp_path / "agent.log").read_text()
+    assert not any(f"run {run_id}: finished" in agent_log_text for run_id in runs)
+
+
+def test_a_trainer_that_opts_out_of_reuse_says_so(agent_log: IO[bytes]) -> None:
+    worker = _start(
+        make_sweep({"lr": [1e-3]}), agent_log, trainer="tests.agent.fake_trainer:single_use"
+    )
+    _wait_ready(worker)
+    assert not worker.facts.reusable
+    worker.release()
+    assert _exit_code(worker) == 0
+
+
+def test_sigterm_between_runs_ends_the_worker(agent_log: IO[bytes]) -> None:
+    sweep_id = make_sweep({"lr": [1e-3, 1e-4]})
+    worker = _start(sweep_id, agent_log)
+    _wait_ready(worker)
+    _train_next(worker, sweep_id)
+    worker.terminate()
+    assert _exit_code(worker) == 0
 
 
 def test_a_killed_worker_is_described_by_its_signal(agent_log: IO[bytes]) -> None:

@@ -67,6 +67,70 @@ def test_grid_runs_every_config_exactly_once_on_two_slots() -> None:
         assert f"run {run.id}: finished" in log
 
 
+def test_a_slot_trains_its_runs_in_one_warm_process(agent_env: Path) -> None:
+    sweep_id = make_sweep(GRID_2x2)
+    summary = _agent(sweep_id)
+    assert summary.finished == 4
+    assert len({pid for _, pid in started_marks(agent_env)}) == 1
+    assert len({r.worker for r in runs_of(sweep_id)}) == 1
+    assert _agent_log(sweep_id).count("started worker") == 1
+
+
+def _processes_and_reasons(agent_env: Path, sweep_id: str) -> tuple[int, list[str]]:
+    """How many processes trained the sweep's runs, and why each fresh one was owed."""
+    pids = {pid for _, pid in started_marks(agent_env)}
+    reasons = [
+        line.split("fresh process owed", 1)[1]
+        for line in _agent_log(sweep_id).splitlines()
+        if "fresh process owed" in line
+    ]
+    return len(pids), reasons
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("kwargs", "env", "swept", "processes", "reason"),
+    [
+        ({"fresh_process": True}, {}, GRID_2x2, 4, "a fresh process per run (--fresh-process)"),
+        ({"trainer": "tests.agent.fake_trainer:single_use"}, {}, GRID_2x2, 4, "opts out of reuse"),
+        ({"max_runs_per_worker": 2}, {}, GRID_2x2, 2, "trained 2 runs, the most per process"),
+        # Readings 400, 700, 1000 MiB: the baseline is the first; 600 MiB > 500 after run 3.
+        (
+            {
+                "memory_probe": "tests.agent.fake_trainer:growing_memory",
+                "max_memory_growth_mb": 500,
+            },
+            {"FAKE_GROWTH_MB": "300"},
+            GRID_2x2,
+            2,
+            "RSS grew 600 MiB over its baseline (limit 500 MiB)",
+        ),
+        ({"max_failures": 5}, {"FAKE_FAIL_ODD": "1"}, GRID_2x2, 3, "failed"),
+        ({}, {}, {"device": ["cpu", "auto"]}, 2, "the next run needs device"),
+    ],
+    ids=["fresh-process", "opt-out", "max-runs", "memory", "failed", "device"],
+)
+def test_every_recycle_reason_gives_a_fresh_process_and_says_why(
+    agent_env: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    kwargs: dict[str, Any],
+    env: dict[str, str],
+    swept: dict[str, list[Any]],
+    processes: int,
+    reason: str,
+) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    sweep_id = make_sweep(swept)
+    summary = _agent(sweep_id, **kwargs)
+    runs = runs_of(sweep_id)
+    assert summary.finished + summary.failed == len(runs) == summary.started
+    count, reasons = _processes_and_reasons(agent_env, sweep_id)
+    assert count == processes, reasons
+    assert reasons and all(reason in line for line in reasons[: processes - 1]), reasons
+    _nothing_running(sweep_id)
+
+
 def test_count_stops_after_that_many_runs() -> None:
     sweep_id = make_sweep(GRID_2x2)
     summary = _agent(sweep_id, count=3, per_gpu=2)
@@ -183,6 +247,49 @@ def test_kill_9_of_a_worker_crashes_the_run_and_reruns_its_config(
 
 
 @pytest.mark.slow
+def test_kill_9_of_a_reused_worker_costs_only_the_run_it_was_in(
+    agent_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FAKE_EPOCH_S", "0.5")
+    sweep_id = make_sweep({"lr": [1e-3, 1e-4, 1e-5]}, epochs=2)
+    agent = AgentThread(sweep_id, heartbeat_s=2.0)
+    agent.start()
+    (first, pid), (second, again) = wait_for(
+        lambda: started_marks(agent_env)[:2] if len(started_marks(agent_env)) >= 2 else None,
+        "the second run to start",
+    )
+    assert again == pid  # the second run is in the first run's warm process
+    os.kill(pid, signal.SIGKILL)
+    summary = agent.result()
+    runs = runs_of(sweep_id)
+    assert [(r.id, r.reason) for r in runs if r.state == RunState.crashed] == [
+        (second, "worker killed by SIGKILL")
+    ]
+    assert LocalBackend(Home()).get_run(first).state == RunState.finished
+    assert sorted(configs(runs, RunState.finished, "lr")) == [(1e-5,), (1e-4,), (1e-3,)]
+    assert (summary.crashed, summary.finished) == (1, 3)
+    _nothing_running(sweep_id)
+
+
+@pytest.mark.slow
+def test_a_hung_reused_worker_is_killed_and_only_its_run_crashes(
+    agent_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FAKE_HANG_NTH", "2")
+    sweep_id = make_sweep({"lr": [1e-3, 1e-4, 1e-5]})
+    summary = _agent(sweep_id, heartbeat_s=0.5)
+    runs = runs_of(sweep_id)
+    crashed = [r for r in runs if r.state == RunState.crashed]
+    assert len(crashed) == 1 and crashed[0].reason is not None
+    assert crashed[0].reason.startswith("worker hung: no heartbeat")
+    marks = started_marks(agent_env)
+    assert marks[1][0] == crashed[0].id and marks[1][1] == marks[0][1]  # it was reused
+    assert len(configs(runs, RunState.finished, "lr")) == 3
+    assert (summary.crashed, summary.finished) == (1, 3)
+    _nothing_running(sweep_id)
+
+
+@pytest.mark.slow
 def test_kill_9_of_the_agent_then_a_new_agent_reruns_the_config(
     agent_env: Path, monkeypatch: pytest.MonkeyPatch, agent_process: Any
 ) -> None:
@@ -285,10 +392,15 @@ def test_cancel_stops_the_running_run(agent_env: Path, monkeypatch: pytest.Monke
 
 
 @pytest.mark.slow
-def test_two_agents_split_one_sweep(agent_process: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_two_agents_split_one_sweep(
+    agent_env: Path, agent_process: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("FAKE_EPOCH_S", "0.3")
     sweep_id = make_sweep({"lr": LR, "dropout": [0.0, 0.1, 0.2, 0.3]})
     other = agent_process(sweep_id, heartbeat_s=2.0)
+    # A warm worker trains these runs back to back faster than a loaded machine starts
+    # the other agent's first worker: start this agent once the other one trains.
+    wait_for(lambda: started_marks(agent_env), "the other agent's first run")
     mine = _agent(sweep_id)
     code, theirs = other.finish()
     runs = runs_of(sweep_id)
@@ -338,16 +450,48 @@ def test_real_trainer_end_to_end(image_folder: Path, monkeypatch: pytest.MonkeyP
         "filters": 4,
         "dense_units": 8,
     }
-    sweep_id = make_sweep({"lr": LR}, epochs=2, fixed=fixed)
-    summary = run_agent(sweep_id, home=Home(), heartbeat_s=2.0)
-    runs = runs_of(sweep_id)
-    assert summary.finished == 2, [(r.state, r.reason) for r in runs]
-    for run in runs:
-        assert run.state == RunState.finished
-        assert len(run.history) == 2
-        assert 0.0 <= run.summary["test_accuracy"] <= 1.0
-        assert Path(run.summary["checkpoint_path"]).is_relative_to(
-            Home().checkpoint_dir(sweep_id, run.id)
-        )
+    swept = {"lr": LR, "seed": [0, 1]}
+    results: dict[bool, dict[tuple[float, int], Any]] = {}
+    for fresh in (False, True):
+        sweep_id = make_sweep(swept, epochs=2, fixed=fixed)
+        summary = run_agent(sweep_id, home=Home(), heartbeat_s=2.0, fresh_process=fresh)
+        runs = runs_of(sweep_id)
+        assert summary.finished == 4, [(r.state, r.reason) for r in runs]
+        assert len({r.worker for r in runs}) == (4 if fresh else 1)
+        for run in runs:
+            assert run.state == RunState.finished
+            assert len(run.history) == 2
+            assert 0.0 <= run.summary["test_accuracy"] <= 1.0
+            assert Path(run.summary["checkpoint_path"]).is_relative_to(
+                Home().checkpoint_dir(sweep_id, run.id)
+            )
+        results[fresh] = {
+            (r.config["lr"], r.config["seed"]): (
+                [(h["train_loss"], h["val_accuracy"]) for h in r.history],
+                r.summary["test_accuracy"],
+                r.summary["confusion_matrix"],
+            )
+            for r in runs
+        }
+    # Runs back to back in one process give what fresh processes give, seed for seed.
+    assert results[False] == results[True]
     wandb_runs = list((Home().wandb_dir / "wandb").glob("offline-run-*"))
-    assert len(wandb_runs) == 2
+    assert len(wandb_runs) == 8
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("option", "processes"), [([], 1), (["--fresh-process"], 2)])
+def test_sweeper_agent_reuses_its_worker_unless_told_fresh_process(
+    agent_env: Path, option: list[str], processes: int
+) -> None:
+    from typer.testing import CliRunner
+
+    from sweeper.cli import app
+
+    sweep_id = make_sweep({"lr": LR})
+    result = CliRunner().invoke(
+        app, ["agent", sweep_id, "--gpus", "none", "--trainer", FAKE, *option]
+    )
+    assert result.exit_code == 0, result.output
+    assert len({pid for _, pid in started_marks(agent_env)}) == processes
+    assert configs(runs_of(sweep_id), RunState.finished, "lr") == [(lr,) for lr in sorted(LR)]

@@ -97,12 +97,24 @@ def test_eta_is_remaining_epochs_times_mean_epoch_time(
 
 
 def test_table_shows_each_slot_its_run_and_progress() -> None:
-    runs = [_run("run00001", RunState.running, 2), _run("run00002", RunState.finished, 5)]
+    runs = [
+        _run("run00001", RunState.running, 2, worker="box-42-s0-w3"),
+        _run("run00002", RunState.finished, 5),
+    ]
     console = Console(record=True, width=200, file=io.StringIO())
     console.print(build_table(_sweep(), SLOTS, {0: "run00001", 1: None}, runs))
     text = console.export_text()
+    assert "worker" in text.splitlines()[1] + text.splitlines()[2]
     row = next(line for line in text.splitlines() if "run00001" in line)
-    for cell in ("cpu", "lr=0.0001 dropout=0.3 optimizer=adam", "2/5", "52.0%", "512", "1:30"):
+    for cell in (
+        "cpu",
+        " w3 ",
+        "lr=0.0001 dropout=0.3 optimizer=adam",
+        "2/5",
+        "52.0%",
+        "512",
+        "1:30",
+    ):
         assert cell in row
     assert "data_dir" not in text
     assert "cuda:1" in text and "waiting for a run" in text
@@ -115,16 +127,17 @@ def test_plain_lines_when_not_a_terminal() -> None:
     console = Console(file=out, force_terminal=False, width=200)
     ours = {"run00001": 0}
     with AgentView(console, _sweep(), SLOTS) as view:
+        on_w3 = {"worker": "box-42-s0-w3"}
         view.update(
             {0: "run00001"},
-            [_run("run00001", RunState.running, 1), _run("other", RunState.running, 1)],
+            [_run("run00001", RunState.running, 1, **on_w3), _run("other", RunState.running, 1)],
             ours,
         )
-        view.update({0: "run00001"}, [_run("run00001", RunState.running, 1)], ours)
-        view.update({0: None}, [_run("run00001", RunState.finished, 3, reason=None)], ours)
+        view.update({0: "run00001"}, [_run("run00001", RunState.running, 1, **on_w3)], ours)
+        view.update({0: None}, [_run("run00001", RunState.finished, 3, **on_w3)], ours)
         view.summary("agent done: grid exhausted")
     assert out.getvalue().splitlines() == [
-        "slot 0 run run00001 started lr=0.0001 dropout=0.3 optimizer=adam",
+        "slot 0 run run00001 started on w3 lr=0.0001 dropout=0.3 optimizer=adam",
         "slot 0 run run00001 epoch 1/5 val_accuracy 51.0% best 51.0% 512 img/s",
         "slot 0 run run00001 epoch 2/5 val_accuracy 52.0% best 52.0% 512 img/s",
         "slot 0 run run00001 epoch 3/5 val_accuracy 53.0% best 53.0% 512 img/s",

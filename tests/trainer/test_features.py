@@ -10,6 +10,7 @@ import pytest
 import torch
 from torch import Tensor, nn
 
+from trainer import memcache
 from trainer.errors import Interrupted, TrainerError
 from trainer.features import (
     BUILD_CHUNK,
@@ -175,3 +176,43 @@ def test_feature_shape_and_size_estimate() -> None:
     assert prefix.training
     assert estimated_bytes((4, 8, 8), 10) == 4 * 8 * 8 * 2 * 10
     assert estimated_bytes((512,), 10) == 512 * 4 * 10
+
+
+def test_the_next_run_in_this_process_reads_features_from_memory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    images = _images()
+    expected = _cache(tmp_path, CountingPrefix()).get("pool", images)
+
+    def no_disk(*args: object) -> None:
+        raise AssertionError("read from disk")
+
+    monkeypatch.setattr("trainer.features._read", no_disk)
+    prefix = CountingPrefix()
+    assert _cache(tmp_path, prefix).get("pool", images) is expected
+    assert prefix.images == 0
+
+
+def test_a_rewritten_file_is_not_served_from_memory(tmp_path: Path) -> None:
+    images = _images()
+    _cache(tmp_path, CountingPrefix()).get("pool", images)
+    (path,) = (tmp_path / "features").glob("*.pt")
+    path.write_bytes(b"garbage")
+    prefix = CountingPrefix()
+    _cache(tmp_path, prefix).get("pool", images)
+    assert prefix.images == 10
+
+
+def test_memory_is_bounded_and_evicts_the_oldest(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bounded = memcache.MemoryCache(max_bytes=10 * 3 * 4)  # one split's pooled features
+    monkeypatch.setattr(memcache, "features", bounded)
+    _cache(tmp_path, CountingPrefix()).get("pool", _images())
+    pool_key = bounded.keys()
+    _cache(tmp_path, CountingPrefix()).get("test", _images())
+    assert len(bounded.keys()) == 1 and bounded.keys() != pool_key
+    assert bounded.held_bytes == 120
+    prefix = CountingPrefix()
+    _cache(tmp_path, prefix).get("pool", _images())  # evicted from memory, read from disk
+    assert prefix.images == 0
