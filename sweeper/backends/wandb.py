@@ -53,7 +53,7 @@ from sweeper.errors import BackendError, NotFoundError, SweeperError, did_you_me
 from sweeper.models import Claim, Control, Run, RunState, Sweep, SweepState
 from sweeper.paths import Home
 from sweeper.spec import SweepSpec, flatten_config, parse_spec
-from sweeper.store import Store
+from sweeper.store import SQLiteStore, Store
 
 log = logging.getLogger(__name__)
 
@@ -533,7 +533,7 @@ class WandbBackend(Backend):
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.home = home or Home()
-        self.store = Store(self.home.store_path)
+        self.store = SQLiteStore(self.home.store_path)
         self.entity, self.project = entity, project
         host = urllib.parse.urlparse(base_url()).netloc or base_url()
         self._retry = _Retry(timeout_s(), host, sleep, clock)

@@ -16,7 +16,7 @@ import pytest
 from sweeper.backends.ledger import RunLedger
 from sweeper.errors import NotFoundError
 from sweeper.models import MAX_CRASH_RETRIES, RunState, SweepState
-from sweeper.store import Store
+from sweeper.store import SQLiteStore, Store
 
 SWEEP = "sweep001"
 NOW = 1_000_000.0
@@ -67,7 +67,7 @@ class Book:
 def open_book(path: Path, table: str) -> Book:
     """A fresh store with one sweep, and the ledger of the local or the W&B runs table,
     drawing retry ids retry001, retry002, ..."""
-    store = Store(path)
+    store = SQLiteStore(path)
     ids = (f"retry{n:03d}" for n in itertools.count(1))
     ledger = (
         RunLedger("runs", "in the local store", ids.__next__, carried=tuple(ENGINE_COLUMNS))
