@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,6 +12,7 @@ import pytest
 sys.path.append(str(Path(__file__).parent))
 
 from imagefolder import write_image_folder
+from pg_server import PgServer, PgUnavailable
 
 
 @pytest.fixture(autouse=True)
@@ -35,3 +37,24 @@ def image_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     Session-scoped and read-only by convention: copy it before changing it.
     """
     return write_image_folder(tmp_path_factory.mktemp("data") / "tiny")
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PgServer]:
+    """A throwaway PostgreSQL server for the session. Where none can be started the PG
+    tests skip with the reason, except in CI (CI=true), where they fail: CI installs it."""
+    try:
+        server = PgServer()
+        server.start()
+    except PgUnavailable as e:
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(f"PostgreSQL is required in CI and could not be started: {e}")
+        pytest.skip(f"no PostgreSQL server here: {e}")
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def pg_url(pg_server: PgServer) -> str:
+    """The URL of a fresh, empty PostgreSQL store (a schema of its own)."""
+    return pg_server.new_store_url()

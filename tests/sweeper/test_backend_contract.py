@@ -25,7 +25,7 @@ from sweeper.backends.local import LocalBackend
 from sweeper.backends.wandb import WandbBackend
 from sweeper.errors import NotFoundError, SweeperError
 from sweeper.models import MAX_CRASH_RETRIES, Control, RunState, SweepState
-from sweeper.paths import Home
+from sweeper.paths import STORE_ENV, Home
 from sweeper.spec import SweepSpec, parse_spec
 
 GRID = """
@@ -54,14 +54,20 @@ def epoch(n: int, val_accuracy: float) -> dict[str, Any]:
     return {**EPOCH, "epoch": n, "val_accuracy": val_accuracy, "best_val_accuracy": val_accuracy}
 
 
-@pytest.fixture(params=["local", "wandb"])
-def backend(request: pytest.FixtureRequest, isolated_env: Path) -> Iterator[Backend]:
-    """Each backend on a fresh home; W&B on the fake server, retries without waiting."""
-    chosen: Backend = (
-        LocalBackend(Home())
-        if request.param == "local"
-        else WandbBackend(Home(), client=FakeWandb(), sleep=lambda s: None)
-    )
+@pytest.fixture(params=["local", "local-postgres", "wandb"])
+def backend(
+    request: pytest.FixtureRequest, isolated_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Backend]:
+    """Each backend on a fresh home: local on SQLite and on a fresh PostgreSQL store (the
+    session's throwaway server, named by SWEEPER_STORE as a user would); W&B on the fake
+    server, retries without waiting."""
+    chosen: Backend
+    if request.param.startswith("local"):
+        if request.param == "local-postgres":
+            monkeypatch.setenv(STORE_ENV, request.getfixturevalue("pg_url"))
+        chosen = LocalBackend(Home())
+    else:
+        chosen = WandbBackend(Home(), client=FakeWandb(), sleep=lambda s: None)
     yield chosen
     chosen.close()
 
