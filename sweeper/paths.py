@@ -63,7 +63,8 @@ class Home:
         self, root: str | os.PathLike[str] | None = None, store: str | None = None
     ) -> None:
         self.root = resolve_home(root)
-        self._store = store
+        #: The store URL given explicitly (`--store`), if any.
+        self.store = store
 
     def ensure(self) -> Path:
         """Create the home with user-only permissions and return it."""
@@ -84,7 +85,7 @@ class Home:
         >>> Home("/tmp/h", store="postgresql://ada@db/sweeps").store_url
         'postgresql://ada@db/sweeps'
         """
-        return self._store or os.environ.get(STORE_ENV) or f"sqlite:///{self.store_path}"
+        return self.store or os.environ.get(STORE_ENV) or f"sqlite:///{self.store_path}"
 
     @property
     def cache_dir(self) -> Path:
@@ -103,6 +104,10 @@ class Home:
 
     def checkpoint_dir(self, sweep_id: str, run_id: str) -> Path:
         return self.root / "checkpoints" / safe_id(sweep_id) / safe_id(run_id)
+
+    def launch_dir(self, sweep_id: str) -> Path:
+        """submitit's folder for the agent jobs `sweeper launch` submitted: logs, pickles."""
+        return self.root / "launch" / safe_id(sweep_id)
 
     def report_dir(self, sweep_id: str) -> Path:
         return self.root / "reports" / safe_id(sweep_id)
