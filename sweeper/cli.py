@@ -630,6 +630,10 @@ def launch(
         Path | None,
         typer.Option("--agent-home", help="The agents' SWEEPER_HOME (default: this one)."),
     ] = None,
+    trainer: Annotated[
+        str | None,
+        typer.Option("--trainer", help="The agents' training function as module:function."),
+    ] = None,
     wait: Annotated[
         bool, typer.Option("--wait", help="Wait for the jobs to end; exit 1 if one failed.")
     ] = False,
@@ -660,6 +664,7 @@ def launch(
         time_min=time_min,
         mem_gb=mem_gb,
         agent_home=agent_home,
+        agent_args=["--trainer", trainer] if trainer else [],
     )
     launched = launch_jobs(found.id, State.home, options)
     if as_json:
