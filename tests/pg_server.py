@@ -47,14 +47,16 @@ def _free_port() -> int:
 
 
 class PgServer:
-    """One PostgreSQL cluster owned by the test session.
+    """One PostgreSQL cluster owned by the test session; `durable=False` turns fsync off
+    (tests), `durable=True` keeps the server's defaults (benchmarks).
 
     >>> server = PgServer()  # doctest: +SKIP
     >>> server.start(); server.url("test_a")  # doctest: +SKIP
     'postgresql://sweeper@127.0.0.1:54321/postgres?options=-csearch_path%3Dtest_a'
     """
 
-    def __init__(self) -> None:
+    def __init__(self, durable: bool = False) -> None:
+        self.durable = durable
         self.bin = _bin_dir()
         self.folder = Path(tempfile.mkdtemp(prefix="sweeper-pg-"))
         self.data = self.folder / "data"
@@ -86,11 +88,11 @@ class PgServer:
         """initdb (first time) and start the server; wait until it takes connections."""
         if not self.data.exists():
             self._run("initdb", "-D", str(self.data), "-U", "sweeper", "--auth=trust", "-E", "UTF8")
-        options = (
-            f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1"
+        options = f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1"
+        options += " -c max_connections=200"
+        if not self.durable:
             # Test data: durability is not worth the fsyncs on a shared CI disk.
-            " -c fsync=off -c full_page_writes=off -c max_connections=200"
-        )
+            options += " -c fsync=off -c full_page_writes=off"
         self._run(
             "pg_ctl",
             "-D",
