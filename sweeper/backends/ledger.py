@@ -43,7 +43,8 @@ Row = Any
 def new_id() -> str:
     """A W&B-style id: 8 lowercase letters and digits, for sweeps and runs alike.
 
-    >>> len(new_id()), new_id().isalnum(), new_id() == new_id().lower()
+    >>> made = new_id()
+    >>> len(made), made.isalnum(), made == made.lower()
     (8, True, True)
     """
     return "".join(secrets.choice(_ID_ALPHABET) for _ in range(8))

@@ -1,18 +1,23 @@
 """The PostgreSQL store on a real server: schema versioning, reconnecting with backoff,
-a lost transaction, and a password that is never printed."""
+a lost transaction, a password that is never printed, and the CLI on it."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import psycopg
 import pytest
 from pg_server import PgServer
 from typer.testing import CliRunner
 
+from sweeper.backends.local import LocalBackend
 from sweeper.cli import app
 from sweeper.errors import StoreError
+from sweeper.models import SweepState
+from sweeper.paths import Home
 from sweeper.store import SCHEMA_VERSION, StoreDisconnected, open_store, retried
 from sweeper.store.postgres import PostgresStore
 
@@ -127,3 +132,33 @@ def test_the_password_is_never_printed(pg_url: str) -> None:
     assert result.exit_code != 0
     assert "hunter2secret" not in result.output and "Traceback" not in result.output
     assert "cannot reach the PostgreSQL store" in result.output
+
+
+def test_the_cli_runs_a_sweep_on_a_postgres_store(pg_url: str, tmp_path: Path) -> None:
+    spec = tmp_path / "grid.yaml"
+    spec.write_text(
+        "method: grid\nmetric: {name: val_accuracy, goal: maximize}\n"
+        "parameters:\n  data_dir: {value: data}\n  lr: {values: [0.001, 0.0001]}\n"
+    )
+    runner = CliRunner()
+
+    def cli(*args: str) -> str:
+        result = runner.invoke(app, ["--store", pg_url, *args])
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    sweep_id = json.loads(cli("create", str(spec), "--backend", "local", "--json"))["id"]
+    backend = LocalBackend(Home(store=pg_url), host="node-7")
+    claim = backend.claim_run(sweep_id, "w1")
+    assert claim.run is not None
+    backend.finish_run(claim.run.id, "w1", {"val_accuracy": 0.5})
+    assert [s["id"] for s in json.loads(cli("ls", "--json"))] == [sweep_id]
+    (run,) = json.loads(cli("status", "--json"))["runs"]
+    assert (run["state"], run["host"]) == ("finished", "node-7")
+    assert "node-7" in cli("status")
+    cli("pause")
+    cli("resume")
+    cli("cancel")
+    assert backend.get_sweep(sweep_id).state == SweepState.canceled
+    # The default SQLite store under the home knows nothing of it.
+    assert LocalBackend(Home(store=f"sqlite:///{tmp_path}/other.db")).list_sweeps() == []
