@@ -4,9 +4,20 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test test-fast demo bench lint clean
+.PHONY: install pg-server test test-fast demo bench lint clean
 
-install: $(STAMP)
+install: $(STAMP) pg-server
+
+# The tests start a throwaway PostgreSQL server (tests/pg_server.py): where no initdb is
+# found, install Debian's server package as root, else say what is missing.
+PG_FOUND := command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1
+pg-server:
+	@$(PG_FOUND) || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql; \
+	  else \
+	    echo "PostgreSQL server programs (initdb, pg_ctl) not found: install PostgreSQL to run the PostgreSQL tests (apt-get install postgresql)."; \
+	  fi; }
 
 # Re-installs only when the project's dependencies change.
 $(STAMP): pyproject.toml

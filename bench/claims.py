@@ -1,9 +1,12 @@
-"""Benchmark the local store and the engine glue: claims/s with 1 and 8 processes on one
-store (each claim finished at once), and `sweeps.next_run` latency at 50/100/200 finished runs.
+"""Benchmark the stores and the engine glue: claims/s with 1, 8 and 16 processes on one
+store (each claim finished at once), on SQLite and on PostgreSQL side by side, and
+`sweeps.next_run` latency at 50/100/200 finished runs.
 
-    .venv/bin/python bench/claims.py [--claims 400] [--repeats 3]
+    .venv/bin/python bench/claims.py [--claims 400] [--repeats 3] [--pg URL]
 
-Prints a small table and the ratios measured in this run.
+PostgreSQL is a throwaway server started for the run (tests/pg_server.py, the server's
+default durability settings), or the database at `--pg` (each measurement in a schema of
+its own). Prints a small table and the ratios measured in this run.
 """
 
 from __future__ import annotations
@@ -15,10 +18,13 @@ import sys
 import tempfile
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(1, str(ROOT / "tests"))  # the throwaway PostgreSQL server
 # sweeps 0.3 declares a pydantic v1 config key; pydantic 2 warns in every spawned worker.
 warnings.filterwarnings("ignore", "Valid config keys have changed in V2", UserWarning)
 
@@ -31,6 +37,8 @@ from sweeper.paths import Home  # noqa: E402
 from sweeper.spec import SweepSpec  # noqa: E402
 
 Method = Literal["bayes", "random", "grid"]
+#: Claiming processes per measurement.
+PROCESSES = (1, 8, 16)
 
 #: A continuous space, so neither the cap nor repeat handling ends the sweep early.
 PARAMETERS: dict[str, Any] = {
@@ -60,9 +68,11 @@ def make_spec(method: Method, run_cap: int | None = None) -> SweepSpec:
     )
 
 
-def _claimer(home: str, sweep_id: str, worker: str, ready: Any, counts: Any, index: int) -> None:
+def _claimer(
+    home: str, store: str, sweep_id: str, worker: str, ready: Any, counts: Any, index: int
+) -> None:
     """Claim and finish at once until the sweep is done; count the claims."""
-    backend = LocalBackend(Home(home))
+    backend = LocalBackend(Home(home, store=store))
     backend.list_sweeps()  # open the store before the clock starts
     ready.wait()
     claimed = 0
@@ -75,16 +85,18 @@ def _claimer(home: str, sweep_id: str, worker: str, ready: Any, counts: Any, ind
     counts[index] = claimed
 
 
-def claims_per_second(processes: int, claims: int) -> float:
-    """Claims (each followed by finish) per second with `processes` workers on one store."""
+def claims_per_second(processes: int, claims: int, store: Callable[[str], str]) -> float:
+    """Claims (each followed by finish) per second with `processes` workers on one store;
+    `store` gives a fresh store's URL for a temporary home."""
     with tempfile.TemporaryDirectory() as home:
-        backend = LocalBackend(Home(home))
+        url = store(home)
+        backend = LocalBackend(Home(home, store=url))
         sweep = backend.create_sweep(make_spec("random", run_cap=claims))
         ctx = mp.get_context("spawn")
         ready = ctx.Barrier(processes + 1)
         counts = ctx.Array("i", processes)
         workers = [
-            ctx.Process(target=_claimer, args=(home, sweep.id, f"w{i}", ready, counts, i))
+            ctx.Process(target=_claimer, args=(home, url, sweep.id, f"w{i}", ready, counts, i))
             for i in range(processes)
         ]
         for w in workers:
@@ -100,6 +112,19 @@ def claims_per_second(processes: int, claims: int) -> float:
             )
         backend.close()
     return claims / elapsed
+
+
+def fresh_schema(url: str) -> str:
+    """`url` with a new, empty schema as its search path: a fresh store in that database."""
+    import uuid
+
+    import psycopg
+
+    schema = f"bench_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+    joiner = "&" if "?" in url else "?"
+    return f"{url}{joiner}options=-csearch_path%3D{schema}"
 
 
 def finished_runs(n: int, seed: int = 0) -> list[engine.EngineRun]:
@@ -155,15 +180,41 @@ def main() -> None:
     )
     parser.add_argument("--claims", type=int, default=400, help="claims per measurement")
     parser.add_argument("--repeats", type=int, default=3, help="next_run calls per cell (median)")
+    parser.add_argument(
+        "--pg", help="a PostgreSQL URL to measure on (default: a throwaway local server)"
+    )
     args = parser.parse_args()
 
-    one = claims_per_second(1, args.claims)
-    eight = claims_per_second(8, args.claims)
-    print(f"claims (claim + finish, random search, {args.claims} claims, one store)")
-    print(f"  {'processes':>9}  {'claims/s':>9}")
-    print(f"  {1:>9}  {one:>9.1f}")
-    print(f"  {8:>9}  {eight:>9.1f}")
-    print(f"  ratio 8 / 1 processes: {eight / one:.2f}x")
+    server = None
+    pg = args.pg
+    if pg is None:
+        from pg_server import PgServer
+
+        server = PgServer(durable=True)
+        server.start()
+        pg = server.url()
+    try:
+        stores: dict[str, Callable[[str], str]] = {
+            "sqlite": lambda home: f"sqlite:///{home}/store.db",
+            "postgresql": lambda home: fresh_schema(pg),
+        }
+        rates = {
+            (name, n): claims_per_second(n, args.claims, store)
+            for name, store in stores.items()
+            for n in PROCESSES
+        }
+    finally:
+        if server is not None:
+            server.close()
+    print(f"claims/s (claim + finish, random search, {args.claims} claims, one store)")
+    print(f"  {'processes':>9}" + "".join(f"  {name:>10}" for name in stores))
+    for n in PROCESSES:
+        print(f"  {n:>9}" + "".join(f"  {rates[name, n]:>10.1f}" for name in stores))
+    for name in stores:
+        print(f"  ratio {name} 16 / 1 processes: {rates[name, 16] / rates[name, 1]:.2f}x")
+    print(
+        f"  ratio postgresql / sqlite at 16: {rates['postgresql', 16] / rates['sqlite', 16]:.2f}x"
+    )
     print()
 
     sizes = (50, 100, 200)

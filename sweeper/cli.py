@@ -11,6 +11,7 @@ without torch, wandb, the sweep engine or the report builder.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -33,7 +34,7 @@ from sweeper.locate import (
     open_backend,
     pick_backend,
 )
-from sweeper.paths import Home
+from sweeper.paths import STORE_ENV, Home
 
 if TYPE_CHECKING:
     from sweeper.models import Run, Sweep
@@ -96,6 +97,14 @@ def _root(
             help="Where sweeper keeps its store, logs and checkpoints [env: SWEEPER_HOME; default: ./.sweeper].",
         ),
     ] = None,
+    store: Annotated[
+        str | None,
+        typer.Option(
+            "--store",
+            help="Store URL for local sweeps: sqlite:///path or postgresql://user@host:port/db "
+            "[env: SWEEPER_STORE; default: sqlite under the home].",
+        ),
+    ] = None,
     version: Annotated[
         bool,
         typer.Option(
@@ -103,7 +112,7 @@ def _root(
         ),
     ] = False,
 ) -> None:
-    ctx.obj = Home(home)
+    ctx.obj = Home(home, store=store)
 
 
 def _home(ctx: typer.Context) -> Home:
@@ -275,6 +284,7 @@ def _run_json(run: Run) -> dict[str, Any]:
         "started_at": run.started_at,
         "ended_at": run.ended_at,
         "reason": run.reason,
+        "host": run.host,
         "test_accuracy": run.summary.get("test_accuracy"),
     }
 
@@ -320,9 +330,12 @@ def status(
     # Optional columns only when some run has a value, so the table fits an 80-column terminal.
     has_test = any(r.summary.get("test_accuracy") is not None for r in runs)
     has_reason = any(r.reason for r in runs)
+    has_host = any(r.host for r in runs)
     table = Table()
     table.add_column("run", no_wrap=True)
     table.add_column("state", no_wrap=True)
+    if has_host:
+        table.add_column("host", no_wrap=True)
     for column in (*swept, found.metric_name):
         table.add_column(column)
     if has_test:
@@ -342,6 +355,7 @@ def status(
         cells = [
             r.id,
             f"[{styles.get(r.state.value, 'white')}]{r.state.value}[/]",
+            *([escape(r.host or "")] if has_host else []),
             *(escape(str(r.config.get(p, ""))) for p in swept),
             "" if r.metric is None else f"{r.metric:.4f}",
         ]
@@ -458,7 +472,11 @@ def agent(
     from agent import run_agent
     from agent.slots import default_gpus
 
-    _, found = locate(_home(ctx), sweep)
+    home = _home(ctx)
+    if home.store:
+        # Workers are started with --home only: a --store URL reaches them by the environment.
+        os.environ[STORE_ENV] = home.store
+    _, found = locate(home, sweep)
     summary = run_agent(
         found.id,
         home=_home(ctx),
@@ -527,6 +545,93 @@ def report(
         import webbrowser
 
         webbrowser.open(result.paths["html"].resolve().as_uri())
+
+
+@app.command()
+def launch(
+    ctx: typer.Context,
+    sweep: Annotated[
+        str | None, typer.Argument(help="Sweep id or name (default: the current sweep).")
+    ] = None,
+    slurm: Annotated[
+        bool, typer.Option("--slurm", help="Submit the agents as SLURM jobs.")
+    ] = False,
+    local: Annotated[
+        bool, typer.Option("--local", help="Run the same jobs as local processes.")
+    ] = False,
+    nodes: Annotated[int, typer.Option("--nodes", min=1, help="Agent jobs, one node each.")] = 1,
+    gpus_per_node: Annotated[
+        int, typer.Option("--gpus-per-node", min=0, help="GPUs per job; its agent uses them all.")
+    ] = 0,
+    partition: Annotated[
+        str | None, typer.Option("--partition", help="SLURM partition.", rich_help_panel="SLURM")
+    ] = None,
+    account: Annotated[
+        str | None, typer.Option("--account", help="SLURM account.", rich_help_panel="SLURM")
+    ] = None,
+    time_min: Annotated[
+        int,
+        typer.Option("--time", min=1, help="Job time limit in minutes.", rich_help_panel="SLURM"),
+    ] = 24 * 60,
+    mem_gb: Annotated[
+        float | None,
+        typer.Option("--mem", help="Memory per job in GB.", rich_help_panel="SLURM"),
+    ] = None,
+    agent_home: Annotated[
+        Path | None,
+        typer.Option("--agent-home", help="The agents' SWEEPER_HOME (default: this one)."),
+    ] = None,
+    trainer: Annotated[
+        str | None,
+        typer.Option("--trainer", help="The agents' training function as module:function."),
+    ] = None,
+    wait: Annotated[
+        bool, typer.Option("--wait", help="Wait for the jobs to end; exit 1 if one failed.")
+    ] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help='Print {"sweep", "jobs", "folder"}.')
+    ] = False,
+) -> None:
+    """Launch agents as jobs with submitit: on SLURM (--slurm) or as local processes (--local).
+
+    Example: sweeper --store postgresql://me@db:5432/sweeps launch --slurm --nodes 4 --gpus-per-node 8 --partition gpu
+    """
+    from agent.launch import LaunchOptions
+    from agent.launch import launch as launch_jobs
+
+    if slurm == local:
+        raise SweeperError("say where the agents run: --slurm or --local.")
+    backend, found = locate(_home(ctx), sweep)
+    if backend.name != "local":
+        raise SweeperError(
+            f"sweep {found.id} is on W&B: start `sweeper agent` on each host instead."
+        )
+    options = LaunchOptions(
+        slurm=slurm,
+        nodes=nodes,
+        gpus_per_node=gpus_per_node,
+        partition=partition,
+        account=account,
+        time_min=time_min,
+        mem_gb=mem_gb,
+        agent_home=agent_home,
+        agent_args=["--trainer", trainer] if trainer else [],
+    )
+    launched = launch_jobs(found.id, _home(ctx), options)
+    if as_json:
+        _print_json({"sweep": found.id, "jobs": launched.job_ids, "folder": str(launched.folder)})
+    else:
+        out.print(
+            f"Submitted {len(launched.jobs)} agent job(s) for sweep [bold]{found.id}[/bold]: "
+            f"{', '.join(launched.job_ids)}\nLogs: {escape(str(launched.folder))}",
+            highlight=False,
+        )
+    if wait:
+        failed = launched.wait()
+        for job_id, reason in failed.items():
+            err.print(f"Job {job_id} failed: {escape(reason)}", highlight=False)
+        if failed:
+            raise typer.Exit(code=1)
 
 
 @app.command()

@@ -99,6 +99,7 @@ class Run(BaseModel):
     )
     reason: str | None = Field(default=None, description="Why the run stopped, failed or crashed.")
     worker: str | None = None
+    host: str | None = Field(default=None, description="The host whose worker ran it last.")
     attempt: int = Field(
         default=0, description="0 for a first try, n for the n-th re-queue after a crash."
     )

@@ -14,6 +14,8 @@ from pathlib import Path
 from sweeper.errors import SweeperError
 
 HOME_ENV = "SWEEPER_HOME"
+#: The store URL when `--store` is not given; agent workers inherit it.
+STORE_ENV = "SWEEPER_STORE"
 _SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 
 
@@ -57,8 +59,12 @@ class Home:
     '/tmp/h/checkpoints/abc12345/run00001'
     """
 
-    def __init__(self, root: str | os.PathLike[str] | None = None) -> None:
+    def __init__(
+        self, root: str | os.PathLike[str] | None = None, store: str | None = None
+    ) -> None:
         self.root = resolve_home(root)
+        #: The store URL given explicitly (`--store`), if any.
+        self.store = store
 
     def ensure(self) -> Path:
         """Create the home with user-only permissions and return it."""
@@ -67,7 +73,19 @@ class Home:
 
     @property
     def store_path(self) -> Path:
+        """This host's SQLite file: the default store, and the W&B backend's bookkeeping."""
         return self.root / "store.db"
+
+    @property
+    def store_url(self) -> str:
+        """Where the local backend keeps sweeps: the `store` given, else `$SWEEPER_STORE`,
+        else the SQLite file under the home. Logs, checkpoints and caches stay under the
+        home whatever the store, so hosts sharing one PostgreSQL store each keep their own.
+
+        >>> Home("/tmp/h", store="postgresql://ada@db/sweeps").store_url
+        'postgresql://ada@db/sweeps'
+        """
+        return self.store or os.environ.get(STORE_ENV) or f"sqlite:///{self.store_path}"
 
     @property
     def cache_dir(self) -> Path:
@@ -86,6 +104,10 @@ class Home:
 
     def checkpoint_dir(self, sweep_id: str, run_id: str) -> Path:
         return self.root / "checkpoints" / safe_id(sweep_id) / safe_id(run_id)
+
+    def launch_dir(self, sweep_id: str) -> Path:
+        """submitit's folder for the agent jobs `sweeper launch` submitted: logs, pickles."""
+        return self.root / "launch" / safe_id(sweep_id)
 
     def report_dir(self, sweep_id: str) -> Path:
         return self.root / "reports" / safe_id(sweep_id)

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.imagefolder import write_image_folder
+from tests.pg_server import PgServer, PgUnavailable
 
 #: The project root: workers import the test trainers from it as `tests.<folder>.<module>`.
 ROOT = Path(__file__).parents[1]
@@ -51,3 +52,24 @@ def agent_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     marks = tmp_path / "marks"
     monkeypatch.setenv("FAKE_MARK_DIR", str(marks))
     return marks
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PgServer]:
+    """A throwaway PostgreSQL server for the session. Where none can be started the PG
+    tests skip with the reason, except in CI (CI=true), where they fail: CI installs it."""
+    try:
+        server = PgServer()
+        server.start()
+    except PgUnavailable as e:
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(f"PostgreSQL is required in CI and could not be started: {e}")
+        pytest.skip(f"no PostgreSQL server here: {e}")
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def pg_url(pg_server: PgServer) -> str:
+    """The URL of a fresh, empty PostgreSQL store (a schema of its own)."""
+    return pg_server.new_store_url()

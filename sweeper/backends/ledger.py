@@ -1,4 +1,4 @@
-"""Run bookkeeping that both backends keep the same way, in a SQLite table of runs.
+"""Run bookkeeping that both backends keep the same way, in a store's table of runs.
 
 The local backend keeps every run in `runs`; the W&B backend keeps this host's claims in
 `wandb_runs`. Both tables have the same bookkeeping columns (id, sweep_id, state, config,
@@ -10,13 +10,18 @@ is compare-and-set, a crashed run's config is queued again as a new pending run 
 
 Every method works on the caller's connection inside the caller's transaction (a
 `Store.transaction(immediate=True)` for the ones that write), so a backend combines them
-with its own statements in one atomic step. None of them commits.
+with its own statements in one atomic step. None of them commits. The SQL is the
+store's portable dialect (`sweeper.store.base`), so a ledger works on SQLite and
+PostgreSQL alike.
+
+The small helpers both backends write rows with live here too: `new_id`, `dumps`, `at`.
 """
 
 from __future__ import annotations
 
 import json
-import sqlite3
+import secrets
+import string
 from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from typing import Any, NamedTuple
@@ -24,15 +29,49 @@ from typing import Any, NamedTuple
 from sweeper import engine
 from sweeper.errors import NotFoundError
 from sweeper.models import MAX_CRASH_RETRIES, Run, RunState, SweepState
+from sweeper.store.base import Connection
 
 #: Sweep states that never hand out a run again.
 FINAL_SWEEP_STATES = (SweepState.canceled, SweepState.finished)
+_ID_ALPHABET = string.ascii_lowercase + string.digits
+
+#: A row of a store: `Row` or the PostgreSQL store's `Row`, both indexable by
+#: column name and by position.
+Row = Any
+
+
+def new_id() -> str:
+    """A W&B-style id: 8 lowercase letters and digits, for sweeps and runs alike.
+
+    >>> made = new_id()
+    >>> len(made), made.isalnum(), made == made.lower()
+    (8, True, True)
+    """
+    return "".join(secrets.choice(_ID_ALPHABET) for _ in range(8))
+
+
+def dumps(value: Any) -> str:
+    """`value` as the JSON text a store column keeps (numpy scalars and the like as plain values).
+
+    >>> dumps({"lr": 0.001, "layers": (1, 2)})
+    '{"lr": 0.001, "layers": [1, 2]}'
+    """
+    return json.dumps(engine.plain(value))
+
+
+def at(ts: float | None) -> datetime | None:
+    """A stored timestamp (epoch seconds) as an aware UTC datetime.
+
+    >>> at(0).isoformat(), at(None)
+    ('1970-01-01T00:00:00+00:00', None)
+    """
+    return None if ts is None else datetime.fromtimestamp(ts, tz=timezone.utc)
 
 
 class Ended(NamedTuple):
     """A run that left `running`: its row as it was, and the state and reason it got."""
 
-    row: sqlite3.Row
+    row: Row
     state: RunState
     reason: str | None
 
@@ -62,7 +101,7 @@ class RunLedger:
 
     # -- reading -------------------------------------------------------------------
 
-    def row(self, conn: sqlite3.Connection, run_id: str) -> sqlite3.Row:
+    def row(self, conn: Connection, run_id: str) -> Row:
         """The run's row.
 
         Raises:
@@ -73,7 +112,7 @@ class RunLedger:
             raise NotFoundError(f"no run with id {run_id!r} {self.place}")
         return row
 
-    def owned(self, conn: sqlite3.Connection, run_id: str, worker: str) -> sqlite3.Row | None:
+    def owned(self, conn: Connection, run_id: str, worker: str) -> Row | None:
         """The run's row if it is running for `worker`, else None (it was reaped or re-queued).
 
         Raises:
@@ -86,7 +125,7 @@ class RunLedger:
 
     @staticmethod
     def to_run(
-        row: sqlite3.Row,
+        row: Row,
         history: list[dict[str, Any]],
         search_info: dict[str, Any] | None = None,
     ) -> Run:
@@ -102,16 +141,17 @@ class RunLedger:
             summary=json.loads(row["summary"]),
             reason=row["reason"],
             worker=row["worker"],
+            host=row["host"],
             attempt=row["attempt"],
             retry_of=row["retry_of"],
             search_info=search_info,
             created_at=datetime.fromtimestamp(row["created_at"], tz=timezone.utc),
-            started_at=_at(row["started_at"]),
-            ended_at=_at(row["ended_at"]),
-            heartbeat_at=_at(row["heartbeat_at"]),
+            started_at=at(row["started_at"]),
+            ended_at=at(row["ended_at"]),
+            heartbeat_at=at(row["heartbeat_at"]),
         )
 
-    def unused_id(self, conn: sqlite3.Connection) -> str:
+    def unused_id(self, conn: Connection) -> str:
         """A fresh id from `new_id` that no run in the table has."""
         while True:
             candidate = self.new_id()
@@ -125,14 +165,16 @@ class RunLedger:
 
     def claim_pending(
         self,
-        conn: sqlite3.Connection,
+        conn: Connection,
         sweep_id: str,
         worker: str,
         lease_s: float,
         now: float,
         prefer: tuple[str, str | None] | None = None,
+        host: str | None = None,
     ) -> str | None:
-        """Mark the sweep's oldest pending run running for `worker`, with a fresh lease.
+        """Mark the sweep's oldest pending run running for `worker` on `host`, with a
+        fresh lease.
 
         Args:
             prefer: (column, value): pending runs whose column is the value go first
@@ -145,7 +187,9 @@ class RunLedger:
         params: tuple[str | None, ...] = (sweep_id, RunState.pending.value)
         if prefer is not None:
             column, value = prefer
-            order, params = f"({column} IS ?) DESC, rowid", (*params, value)
+            # COALESCE rather than `IS ?`, which PostgreSQL does not take with a parameter.
+            order = f"(COALESCE({column}, '') = COALESCE(?, '')) DESC, rowid"
+            params = (*params, value)
         pending = conn.execute(
             f"SELECT id FROM {self.table} WHERE sweep_id = ? AND state = ? ORDER BY {order} LIMIT 1",
             params,
@@ -153,15 +197,13 @@ class RunLedger:
         if pending is None:
             return None
         conn.execute(
-            f"UPDATE {self.table} SET state = ?, worker = ?, lease_s = ?, started_at = ?,"
-            " heartbeat_at = ?, reason = NULL WHERE id = ?",
-            (RunState.running.value, worker, lease_s, now, now, pending["id"]),
+            f"UPDATE {self.table} SET state = ?, worker = ?, host = ?, lease_s = ?,"
+            " started_at = ?, heartbeat_at = ?, reason = NULL WHERE id = ?",
+            (RunState.running.value, worker, host, lease_s, now, now, pending["id"]),
         )
         return str(pending["id"])
 
-    def beat(
-        self, conn: sqlite3.Connection, run_id: str, worker: str, now: float
-    ) -> sqlite3.Row | None:
+    def beat(self, conn: Connection, run_id: str, worker: str, now: float) -> Row | None:
         """Refresh the heartbeat of a run running for `worker`.
 
         Returns:
@@ -172,9 +214,7 @@ class RunLedger:
             conn.execute(f"UPDATE {self.table} SET heartbeat_at = ? WHERE id = ?", (now, run_id))
         return row
 
-    def mark_stopping(
-        self, conn: sqlite3.Connection, run_id: str, worker: str, reason: str
-    ) -> bool:
+    def mark_stopping(self, conn: Connection, run_id: str, worker: str, reason: str) -> bool:
         """Record why a run running for `worker` is being stopped early; `finish` with
         `RunState.stopped` keeps that reason when the worker gives none.
 
@@ -204,8 +244,8 @@ class RunLedger:
 
     def finish(
         self,
-        conn: sqlite3.Connection,
-        row: sqlite3.Row,
+        conn: Connection,
+        row: Row,
         summary: dict[str, Any],
         state: RunState,
         reason: str | None,
@@ -228,14 +268,14 @@ class RunLedger:
         conn.execute(
             f"UPDATE {self.table} SET state = ?, summary = ?, reason = ?, metric = ?,"
             " ended_at = ?, heartbeat_at = ? WHERE id = ?",
-            (state.value, json.dumps(engine.plain(summary)), kept, best, now, now, row["id"]),
+            (state.value, dumps(summary), kept, best, now, now, row["id"]),
         )
         return Ended(row, state, kept)
 
     def fail(
         self,
-        conn: sqlite3.Connection,
-        row: sqlite3.Row,
+        conn: Connection,
+        row: Row,
         error: str,
         now: float,
         crashed: bool = False,
@@ -246,7 +286,7 @@ class RunLedger:
         self._end(conn, row, RunState.failed, error, now)
         return Ended(row, RunState.failed, error)
 
-    def crash(self, conn: sqlite3.Connection, row: sqlite3.Row, error: str, now: float) -> Ended:
+    def crash(self, conn: Connection, row: Row, error: str, now: float) -> Ended:
         """Mark a run crashed and queue its config again as a new pending run (attempt + 1,
         retry_of the run); a run already retried `MAX_CRASH_RETRIES` times ends as failed."""
         if row["attempt"] >= MAX_CRASH_RETRIES:
@@ -274,8 +314,8 @@ class RunLedger:
 
     def requeue(
         self,
-        conn: sqlite3.Connection,
-        row: sqlite3.Row,
+        conn: Connection,
+        row: Row,
         reason: str,
         sweep_state: SweepState,
         now: float,
@@ -293,7 +333,7 @@ class RunLedger:
         )
         return Ended(row, RunState.pending, reason)
 
-    def reap(self, conn: sqlite3.Connection, now: float) -> list[Ended]:
+    def reap(self, conn: Connection, now: float) -> list[Ended]:
         """`crash` every running run (of any sweep) whose heartbeat is older than its lease.
 
         Returns:
@@ -316,7 +356,7 @@ class RunLedger:
         ]
 
     def stop_pending(
-        self, conn: sqlite3.Connection, sweep_id: str, sweep_state: SweepState, now: float
+        self, conn: Connection, sweep_id: str, sweep_state: SweepState, now: float
     ) -> None:
         """Stop the sweep's pending runs: a sweep that became final never hands them out."""
         conn.execute(
@@ -331,16 +371,9 @@ class RunLedger:
             ),
         )
 
-    def _end(
-        self, conn: sqlite3.Connection, row: sqlite3.Row, state: RunState, reason: str, now: float
-    ) -> None:
+    def _end(self, conn: Connection, row: Row, state: RunState, reason: str, now: float) -> None:
         """Give a run a final state and the reason for it."""
         conn.execute(
             f"UPDATE {self.table} SET state = ?, reason = ?, ended_at = ? WHERE id = ?",
             (state.value, reason, now, row["id"]),
         )
-
-
-def _at(ts: float | None) -> datetime | None:
-    """A stored timestamp as an aware datetime."""
-    return None if ts is None else datetime.fromtimestamp(ts, tz=timezone.utc)

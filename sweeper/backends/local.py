@@ -1,7 +1,8 @@
-"""The embedded default backend: sweeps and runs in the local SQLite store.
+"""The embedded default backend: sweeps and runs in the store (SQLite, or PostgreSQL for
+agents on many hosts; `sweeper.store`), configs from wandb's open-source engine.
 
-Every state change is one `BEGIN IMMEDIATE` transaction, so any number of agent
-processes can share one store: handing out a run (reap stale runs, pick a pending run or
+Every state change is one write transaction (`Store.transaction(immediate=True)`, which
+holds the store's write lock), so any number of agent processes can share one store: handing out a run (reap stale runs, pick a pending run or
 insert the engine's new config, mark it running) is atomic, and ending a run is
 compare-and-set on (state = running, worker = caller).
 
@@ -14,24 +15,22 @@ and on a discrete space the config still unused; otherwise the claim proposes ag
 from __future__ import annotations
 
 import json
-import secrets
-import sqlite3
-import string
+import socket
 import time
 from collections import defaultdict
-from datetime import datetime, timezone
+from collections.abc import Callable
 from typing import Any
 
 from sweeper import engine
 from sweeper.backends.base import Backend
-from sweeper.backends.ledger import FINAL_SWEEP_STATES, RunLedger
+from sweeper.backends.ledger import FINAL_SWEEP_STATES, Row, RunLedger, at, dumps, new_id
 from sweeper.errors import NotFoundError, SweeperError, did_you_mean
 from sweeper.models import Claim, Control, Run, RunState, Sweep, SweepState
 from sweeper.paths import Home
 from sweeper.spec import SweepSpec
-from sweeper.store import Store
+from sweeper.store import open_store, retried
+from sweeper.store.base import Connection
 
-_ID_ALPHABET = string.ascii_lowercase + string.digits
 #: A sweep reference shorter than this is never matched as an id prefix.
 _MIN_PREFIX = 3
 _ALLOWED = {
@@ -44,31 +43,19 @@ _SWEEP_CONTROL = {SweepState.paused: Control.pause, SweepState.canceled: Control
 PROPOSE_TRIES = 5
 
 
-def new_id() -> str:
-    """A W&B-style id: 8 lowercase letters and digits.
-
-    >>> len(new_id()), new_id().isalnum()
-    (8, True)
-    """
-    return "".join(secrets.choice(_ID_ALPHABET) for _ in range(8))
-
-
 #: The bookkeeping of the `runs` table; a crash retry keeps the engine's view of its config.
 _RUNS = RunLedger(
     "runs", "in the local store", new_id, carried=("engine_config", "config_key", "search_info")
 )
 
 
-def _dt(ts: float) -> datetime:
-    return datetime.fromtimestamp(ts, tz=timezone.utc)
-
-
-def _dumps(value: Any) -> str:
-    return json.dumps(engine.plain(value))
-
-
 class LocalBackend(Backend):
-    """Sweeps in `home`'s SQLite store; configs from wandb's open-source engine.
+    """Sweeps in `home`'s store (`Home.store_url`); configs from wandb's open-source engine.
+
+    Args:
+        home: the store URL and this host's files.
+        clock: the time in epoch seconds, for leases and timestamps (tests pass a fake).
+        host: the name recorded on the runs this process claims (default: this host's).
 
     >>> import tempfile
     >>> backend = LocalBackend(Home(tempfile.mkdtemp()))
@@ -78,15 +65,23 @@ class LocalBackend(Backend):
 
     name = "local"
 
-    def __init__(self, home: Home | None = None) -> None:
+    def __init__(
+        self,
+        home: Home | None = None,
+        clock: Callable[[], float] = time.time,
+        host: str | None = None,
+    ) -> None:
         self.home = home or Home()
-        self.store = Store(self.home.store_path)
+        self.store = open_store(self.home.store_url)
+        self.clock = clock
+        self.host = host or socket.gethostname()
 
     # -- sweeps --------------------------------------------------------------------
 
+    @retried
     def create_sweep(self, spec: SweepSpec, name: str | None = None) -> Sweep:
         """Store `spec` as a new running sweep and make it the current one."""
-        now = time.time()
+        now = self.clock()
         with self.store.transaction(immediate=True) as conn:
             sweep_id = self._unused_sweep_id(conn)
             conn.execute(
@@ -106,13 +101,10 @@ class LocalBackend(Backend):
                     now,
                 ),
             )
-            conn.execute(
-                "INSERT INTO meta (key, value) VALUES ('current_sweep', ?) "
-                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                (sweep_id,),
-            )
+            self.store.set_current(sweep_id)
             return self._sweep(conn, self._sweep_row(conn, sweep_id))
 
+    @retried
     def list_sweeps(self) -> list[Sweep]:
         """Every sweep, newest first, with run counts."""
         with self.store.transaction() as conn:
@@ -121,15 +113,17 @@ class LocalBackend(Backend):
             ).fetchall()
             return [self._sweep(conn, row) for row in rows]
 
+    @retried
     def get_sweep(self, ref: str) -> Sweep:
         """The sweep whose id, unique name or unique id prefix (3+ characters) is `ref`."""
         with self.store.transaction() as conn:
             return self._sweep(conn, self._resolve(conn, ref))
 
+    @retried
     def set_sweep_state(self, sweep_id: str, state: SweepState) -> Sweep:
         """Pause, resume, cancel or finish; canceled and finished are final."""
         state = SweepState(state)
-        now = time.time()
+        now = self.clock()
         with self.store.transaction(immediate=True) as conn:
             row = self._sweep_row(conn, sweep_id)
             current = SweepState(row["state"])
@@ -153,6 +147,7 @@ class LocalBackend(Backend):
 
     # -- claiming ------------------------------------------------------------------
 
+    @retried
     def claim_run(self, sweep_id: str, worker: str, lease_s: float = 60.0) -> Claim:
         """Reap stale runs, then hand out the oldest pending run or a new engine config.
 
@@ -162,7 +157,7 @@ class LocalBackend(Backend):
         `PROPOSE_TRIES` times before it proposes inside the lock.
         """
         with self.store.transaction(immediate=True) as conn:
-            now = time.time()
+            now = self.clock()
             queued = self._claim_without_engine(conn, sweep_id, worker, lease_s, now)
             if isinstance(queued, Claim):
                 return queued
@@ -180,21 +175,21 @@ class LocalBackend(Backend):
                     runs = self._engine_runs(conn, sweep_id, history=False)
             outcome = engine.propose(spec, runs)
             with self.store.transaction(immediate=True) as conn:
-                now = time.time()
+                now = self.clock()
                 queued = self._claim_without_engine(conn, sweep_id, worker, lease_s, now)
                 if isinstance(queued, Claim):
                     return queued
                 if not (discrete and self._used(conn, sweep_id, outcome)):
                     return self._hand_out(conn, sweep_id, worker, lease_s, outcome, now)
         with self.store.transaction(immediate=True) as conn:
-            now = time.time()
+            now = self.clock()
             queued = self._claim_without_engine(conn, sweep_id, worker, lease_s, now)
             if isinstance(queued, Claim):
                 return queued
             return self._propose_locked(conn, sweep_id, worker, lease_s, spec, now)
 
     def _claim_without_engine(
-        self, conn: sqlite3.Connection, sweep_id: str, worker: str, lease_s: float, now: float
+        self, conn: Connection, sweep_id: str, worker: str, lease_s: float, now: float
     ) -> Claim | SweepSpec:
         """Reap stale runs and answer a claim without the engine, where that is possible:
         the sweep is not running, a pending run is there to hand out, or the sweep is done.
@@ -206,7 +201,7 @@ class LocalBackend(Backend):
         sweep = self._sweep_row(conn, sweep_id)
         if sweep["state"] != SweepState.running.value:
             return Claim(run=None, done=True, reason=f"sweep {sweep['state']}")
-        pending = _RUNS.claim_pending(conn, sweep_id, worker, lease_s, now)
+        pending = _RUNS.claim_pending(conn, sweep_id, worker, lease_s, now, host=self.host)
         if pending is not None:
             return Claim(run=self._run(conn, pending))
         done_reason = sweep["done_reason"] or self._cap_reason(conn, sweep)
@@ -216,7 +211,7 @@ class LocalBackend(Backend):
 
     def _propose_locked(
         self,
-        conn: sqlite3.Connection,
+        conn: Connection,
         sweep_id: str,
         worker: str,
         lease_s: float,
@@ -229,16 +224,14 @@ class LocalBackend(Backend):
         return self._hand_out(conn, sweep_id, worker, lease_s, outcome, now)
 
     def _proposal_runs(
-        self, conn: sqlite3.Connection, sweep_id: str, spec: SweepSpec
+        self, conn: Connection, sweep_id: str, spec: SweepSpec
     ) -> list[engine.EngineRun]:
         """The runs `engine.propose` reads for this spec (none for random search on a
         continuous space)."""
         return self._engine_runs(conn, sweep_id, history=False) if engine.needs_runs(spec) else []
 
     @staticmethod
-    def _used(
-        conn: sqlite3.Connection, sweep_id: str, outcome: engine.Proposal | engine.Exhausted
-    ) -> bool:
+    def _used(conn: Connection, sweep_id: str, outcome: engine.Proposal | engine.Exhausted) -> bool:
         """Whether the proposed config is used now, as `engine.propose` counts it (a run of
         it in any state but crashed, whose retry is a run itself). An exhausted space is
         never undone (runs are only ever added), so that outcome always stands."""
@@ -254,7 +247,7 @@ class LocalBackend(Backend):
 
     def _hand_out(
         self,
-        conn: sqlite3.Connection,
+        conn: Connection,
         sweep_id: str,
         worker: str,
         lease_s: float,
@@ -268,17 +261,18 @@ class LocalBackend(Backend):
         run_id = _RUNS.unused_id(conn)
         conn.execute(
             "INSERT INTO runs (id, sweep_id, state, config, engine_config, config_key, worker,"
-            " search_info, lease_s, created_at, started_at, heartbeat_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " host, search_info, lease_s, created_at, started_at, heartbeat_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 run_id,
                 sweep_id,
                 RunState.running.value,
-                _dumps(outcome.config),
-                _dumps(outcome.engine_config),
+                dumps(outcome.config),
+                dumps(outcome.engine_config),
                 outcome.config_key,
                 worker,
-                None if outcome.search_info is None else _dumps(outcome.search_info),
+                self.host,
+                None if outcome.search_info is None else dumps(outcome.search_info),
                 lease_s,
                 now,
                 now,
@@ -287,14 +281,14 @@ class LocalBackend(Backend):
         )
         return Claim(run=self._run(conn, run_id))
 
-    def _done(self, conn: sqlite3.Connection, sweep_id: str, reason: str, now: float) -> Claim:
+    def _done(self, conn: Connection, sweep_id: str, reason: str, now: float) -> Claim:
         """Record why the sweep hands out no more runs, and finish it if none is left to end."""
         conn.execute("UPDATE sweeps SET done_reason = ? WHERE id = ?", (reason, sweep_id))
         self._finish_if_drained(conn, sweep_id, now)
         return Claim(run=None, done=True, reason=reason)
 
     @staticmethod
-    def _cap_reason(conn: sqlite3.Connection, sweep: sqlite3.Row) -> str | None:
+    def _cap_reason(conn: Connection, sweep: Row) -> str | None:
         cap = sweep["run_cap"]
         if cap is None:
             return None
@@ -306,9 +300,10 @@ class LocalBackend(Backend):
 
     # -- reporting -----------------------------------------------------------------
 
+    @retried
     def log_epoch(self, run_id: str, worker: str, metrics: dict[str, Any]) -> Control:
         """Append an epoch, update the best metric and heartbeat, and say whether to go on."""
-        now = time.time()
+        now = self.clock()
         with self.store.transaction(immediate=True) as conn:
             row = _RUNS.owned(conn, run_id, worker)
             if row is None:
@@ -316,8 +311,9 @@ class LocalBackend(Backend):
             sweep = self._sweep_row(conn, row["sweep_id"])
             epoch = int(metrics.get("epoch", row["epochs"] + 1))
             conn.execute(
-                "INSERT OR REPLACE INTO epochs (run_id, epoch, metrics) VALUES (?, ?, ?)",
-                (run_id, epoch, _dumps(metrics)),
+                "INSERT INTO epochs (run_id, epoch, metrics) VALUES (?, ?, ?)"
+                " ON CONFLICT (run_id, epoch) DO UPDATE SET metrics = excluded.metrics",
+                (run_id, epoch, dumps(metrics)),
             )
             (epochs,) = conn.execute(
                 "SELECT COUNT(*) FROM epochs WHERE run_id = ?", (run_id,)
@@ -342,15 +338,17 @@ class LocalBackend(Backend):
             kept = _RUNS.mark_stopping(conn, run_id, worker, reason)
         return Control.stop if kept else Control.lost
 
+    @retried
     def heartbeat(self, run_id: str, worker: str) -> Control:
         """Refresh the run's heartbeat; `lost` if it is no longer this worker's."""
         with self.store.transaction(immediate=True) as conn:
-            row = _RUNS.beat(conn, run_id, worker, time.time())
+            row = _RUNS.beat(conn, run_id, worker, self.clock())
             if row is None:
                 return Control.lost
             sweep = self._sweep_row(conn, row["sweep_id"])
             return _SWEEP_CONTROL.get(SweepState(sweep["state"]), Control.proceed)
 
+    @retried
     def finish_run(
         self,
         run_id: str,
@@ -361,7 +359,7 @@ class LocalBackend(Backend):
     ) -> bool:
         """End a running run as finished or stopped; a stopped run keeps its stored stop reason."""
         state = RunLedger.finish_state(state)
-        now = time.time()
+        now = self.clock()
         with self.store.transaction(immediate=True) as conn:
             row = _RUNS.owned(conn, run_id, worker)
             if row is None:
@@ -372,9 +370,10 @@ class LocalBackend(Backend):
             self._finish_if_drained(conn, row["sweep_id"], now)
             return True
 
+    @retried
     def fail_run(self, run_id: str, worker: str, error: str, crashed: bool = False) -> bool:
         """End a running run as failed, or as crashed with its config queued again."""
-        now = time.time()
+        now = self.clock()
         with self.store.transaction(immediate=True) as conn:
             row = _RUNS.owned(conn, run_id, worker)
             if row is None:
@@ -383,9 +382,10 @@ class LocalBackend(Backend):
             self._finish_if_drained(conn, row["sweep_id"], now)
             return True
 
+    @retried
     def requeue_run(self, run_id: str, worker: str, reason: str) -> bool:
         """Put a running run back to pending with its epochs and metrics cleared."""
-        now = time.time()
+        now = self.clock()
         with self.store.transaction(immediate=True) as conn:
             row = _RUNS.owned(conn, run_id, worker)
             if row is None:
@@ -395,13 +395,15 @@ class LocalBackend(Backend):
                 conn.execute("DELETE FROM epochs WHERE run_id = ?", (run_id,))
             return True
 
+    @retried
     def reap_stale(self) -> list[Run]:
         """Crash (and re-queue) every running run whose heartbeat is older than its lease."""
         with self.store.transaction(immediate=True) as conn:
-            return [self._run(conn, ended.row["id"]) for ended in _RUNS.reap(conn, time.time())]
+            return [self._run(conn, ended.row["id"]) for ended in _RUNS.reap(conn, self.clock())]
 
     # -- reading runs --------------------------------------------------------------
 
+    @retried
     def list_runs(self, sweep_id: str, with_history: bool = True) -> list[Run]:
         """Every run of the sweep, oldest first."""
         with self.store.transaction() as conn:
@@ -412,6 +414,7 @@ class LocalBackend(Backend):
             histories = self._histories(conn, sweep_id) if with_history else {}
         return [_to_run(row, histories.get(row["id"], [])) for row in rows]
 
+    @retried
     def get_run(self, run_id: str) -> Run:
         """One run with its history."""
         with self.store.transaction() as conn:
@@ -424,7 +427,7 @@ class LocalBackend(Backend):
     # -- helpers -------------------------------------------------------------------
 
     @staticmethod
-    def _finish_if_drained(conn: sqlite3.Connection, sweep_id: str, now: float) -> None:
+    def _finish_if_drained(conn: Connection, sweep_id: str, now: float) -> None:
         """A sweep with nothing more to hand out is finished once its last run has ended."""
         conn.execute(
             "UPDATE sweeps SET state = ?, updated_at = ? WHERE id = ? AND state = ? AND done_reason IS NOT NULL"
@@ -441,21 +444,21 @@ class LocalBackend(Backend):
         )
 
     @staticmethod
-    def _unused_sweep_id(conn: sqlite3.Connection) -> str:
+    def _unused_sweep_id(conn: Connection) -> str:
         while True:
             candidate = new_id()
             if conn.execute("SELECT 1 FROM sweeps WHERE id = ?", (candidate,)).fetchone() is None:
                 return candidate
 
     @staticmethod
-    def _sweep_row(conn: sqlite3.Connection, sweep_id: str) -> sqlite3.Row:
+    def _sweep_row(conn: Connection, sweep_id: str) -> Row:
         row = conn.execute("SELECT * FROM sweeps WHERE id = ?", (sweep_id,)).fetchone()
         if row is None:
             raise NotFoundError(f"no sweep with id {sweep_id!r} in the local store")
         return row
 
     @staticmethod
-    def _resolve(conn: sqlite3.Connection, ref: str) -> sqlite3.Row:
+    def _resolve(conn: Connection, ref: str) -> Row:
         rows = conn.execute("SELECT * FROM sweeps ORDER BY created_at, rowid").fetchall()
         for matches in (
             [r for r in rows if r["id"] == ref],
@@ -475,7 +478,7 @@ class LocalBackend(Backend):
         )
         raise NotFoundError(f"no sweep {ref!r} in the local store{hint}")
 
-    def _sweep(self, conn: sqlite3.Connection, row: sqlite3.Row) -> Sweep:
+    def _sweep(self, conn: Connection, row: Row) -> Sweep:
         counts = {
             r["state"]: r["n"]
             for r in conn.execute(
@@ -496,15 +499,15 @@ class LocalBackend(Backend):
             spec=spec.raw,
             spec_path=row["spec_path"],
             url=None,
-            created_at=_dt(row["created_at"]),
+            created_at=at(row["created_at"]),
             run_counts=counts,
         )
 
     @staticmethod
-    def _spec(row: sqlite3.Row) -> SweepSpec:
+    def _spec(row: Row) -> SweepSpec:
         return SweepSpec.model_validate_json(row["spec"])
 
-    def _run(self, conn: sqlite3.Connection, run_id: str) -> Run:
+    def _run(self, conn: Connection, run_id: str) -> Run:
         row = _RUNS.row(conn, run_id)
         history = [
             json.loads(r["metrics"])
@@ -515,7 +518,7 @@ class LocalBackend(Backend):
         return _to_run(row, history)
 
     @staticmethod
-    def _histories(conn: sqlite3.Connection, sweep_id: str) -> dict[str, list[dict[str, Any]]]:
+    def _histories(conn: Connection, sweep_id: str) -> dict[str, list[dict[str, Any]]]:
         histories: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for r in conn.execute(
             "SELECT e.run_id, e.metrics FROM epochs e JOIN runs r ON r.id = e.run_id"
@@ -526,7 +529,7 @@ class LocalBackend(Backend):
         return histories
 
     def _engine_runs(
-        self, conn: sqlite3.Connection, sweep_id: str, history: bool
+        self, conn: Connection, sweep_id: str, history: bool
     ) -> list[engine.EngineRun]:
         histories = self._histories(conn, sweep_id) if history else {}
         # Rows come from our own table, so pydantic's validation is skipped: claims stay O(1) per run.
@@ -546,6 +549,6 @@ class LocalBackend(Backend):
         ]
 
 
-def _to_run(row: sqlite3.Row, history: list[dict[str, Any]]) -> Run:
+def _to_run(row: Row, history: list[dict[str, Any]]) -> Run:
     search_info = None if row["search_info"] is None else json.loads(row["search_info"])
     return _RUNS.to_run(row, history, search_info)

@@ -54,7 +54,7 @@ from sweeper.models import MAX_CRASH_RETRIES, Claim, Control, Run, RunState, Swe
 from sweeper.paths import Home
 from sweeper.run_config import flatten_config
 from sweeper.spec import SweepSpec, parse_spec
-from sweeper.store import Store
+from sweeper.store import SQLiteStore, Store
 from sweeper.wandb.client import RealClient, RunRecord, SweepRecord, SweepRef
 from sweeper.wandb.credentials import base_url, redact, require_credentials
 from sweeper.wandb.retry import Retry, timeout_s
@@ -148,7 +148,7 @@ class WandbBackend(Backend):
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.home = home or Home()
-        self.store = Store(self.home.store_path)
+        self.store = SQLiteStore(self.home.store_path)
         self.entity, self.project = entity, project
         self._retry = Retry(timeout_s(), base_url(), sleep, clock)
         if client is None:

@@ -44,3 +44,12 @@ def tmpfs() -> Iterator[Callable[[Path, str], Path]]:
 def messy_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A dataset with every kind of bad file next to good ones; see `write_messy_folder`."""
     return write_messy_folder(tmp_path_factory.mktemp("data") / "messy")
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def each_store(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run the test on each store: the default SQLite file, then a fresh PostgreSQL store
+    (named by SWEEPER_STORE, which the agents and their workers inherit)."""
+    if request.param == "postgres":
+        monkeypatch.setenv("SWEEPER_STORE", request.getfixturevalue("pg_url"))
+    return str(request.param)

@@ -174,7 +174,7 @@ def test_kill_9_during_claims_and_commits_loses_nothing(point: str, seed: int) -
 
 @pytest.mark.slow
 def test_random_kill_9_of_workers_and_agents_then_a_restart_finishes_the_sweep(
-    agent_env: Path, monkeypatch: pytest.MonkeyPatch
+    agent_env: Path, monkeypatch: pytest.MonkeyPatch, each_store: str
 ) -> None:
     # Runs take ~1.2 s (3 epochs of 0.4 s); kills land mid-epoch, in a claim, during the
     # supervisor's store writes or a worker's start: wherever the random delay ends.

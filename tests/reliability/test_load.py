@@ -1,5 +1,5 @@
 """Load: 16 agent processes (one slot each, warm spares on) drain a 200-run sweep from one local
-store. Promised: no run trained twice, no config lost, every run in a final state, the sweep
+store (SQLite, and PostgreSQL). Promised: no run trained twice, no config lost, every run in a final state, the sweep
 finished. The claim rate is printed (run with -s) and recorded in docs/reliability.md."""
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ DRAIN_TIMEOUT_S = 480
 
 @pytest.mark.slow
 def test_16_agents_drain_200_runs_without_duplicates_or_losses(
-    agent_env: Path, monkeypatch: pytest.MonkeyPatch
+    agent_env: Path, monkeypatch: pytest.MonkeyPatch, each_store: str
 ) -> None:
     monkeypatch.setenv("FAKE_EPOCH_S", "0.01")
     sweep_id = make_sweep({"seed": list(range(RUNS))}, epochs=1)
@@ -76,7 +76,7 @@ def test_16_agents_drain_200_runs_without_duplicates_or_losses(
     claim_span = (starts[-1] - starts[0]).total_seconds()
     busy = sum(1 for s in summaries if s.finished)
     print(
-        f"\nload: {AGENTS} agents, {RUNS} runs in {wall:.1f} s wall; "
+        f"\nload on {each_store}: {AGENTS} agents, {RUNS} runs in {wall:.1f} s wall; "
         f"{(RUNS - 1) / claim_span:.1f} claims/s between the first and last claim; "
         f"{busy} agents trained runs (min {min(s.finished for s in summaries)}, "
         f"max {max(s.finished for s in summaries)} each); agents and workers used "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from typing import Any, Literal
 
@@ -67,10 +68,29 @@ def make_spec() -> MakeSpec:
     return build_spec
 
 
+class FakeClock:
+    """Epoch seconds that move only when a test says so: leases expire without sleeping."""
+
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
 @pytest.fixture
-def backend(isolated_env: Any) -> Iterator[LocalBackend]:
-    """A local backend on a fresh store under the test's SWEEPER_HOME."""
-    local = LocalBackend(Home())
+def clock() -> FakeClock:
+    """The time the `backend` fixture sees; `clock.advance(s)` moves it."""
+    return FakeClock()
+
+
+@pytest.fixture
+def backend(isolated_env: Any, clock: FakeClock) -> Iterator[LocalBackend]:
+    """A local backend on a fresh store under the test's SWEEPER_HOME, on the test's clock."""
+    local = LocalBackend(Home(), clock=clock)
     yield local
     local.close()
 

@@ -20,7 +20,7 @@ from sweeper.backends.base import Backend
 from sweeper.backends.local import LocalBackend
 from sweeper.errors import NotFoundError, SweeperError
 from sweeper.models import MAX_CRASH_RETRIES, Control, RunState, SweepState
-from sweeper.paths import Home
+from sweeper.paths import STORE_ENV, Home
 from sweeper.spec import SweepSpec, parse_spec
 from sweeper.wandb.backend import WandbBackend
 from tests.sweeper.fake_wandb import fresh_wandb_session, serve  # noqa: F401 - autouse fixture
@@ -51,13 +51,17 @@ def epoch(n: int, val_accuracy: float) -> dict[str, Any]:
     return {**EPOCH, "epoch": n, "val_accuracy": val_accuracy, "best_val_accuracy": val_accuracy}
 
 
-@pytest.fixture(params=["local", "wandb"])
+@pytest.fixture(params=["local", "local-postgres", "wandb"])
 def backend(
     request: pytest.FixtureRequest, isolated_env: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[Backend]:
-    """Each backend on a fresh home; W&B on the fake server, retries without waiting."""
+    """Each backend on a fresh home: local on SQLite and on a fresh PostgreSQL store (the
+    session's throwaway server, named by SWEEPER_STORE as a user would); W&B on the fake
+    server, retries without waiting."""
     chosen: Backend
-    if request.param == "local":
+    if request.param.startswith("local"):
+        if request.param == "local-postgres":
+            monkeypatch.setenv(STORE_ENV, request.getfixturevalue("pg_url"))
         chosen = LocalBackend(Home())
     else:
         serve(monkeypatch, isolated_env)

@@ -1,4 +1,4 @@
-"""The run ledger on a real SQLite store, for both tables the backends keep: ownership,
+"""The run ledger on a real SQLite and a real PostgreSQL store, for both tables the backends keep: ownership,
 claiming, finishing and its reason rule, crash retries, re-queueing, reaping."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import pytest
 from sweeper.backends.ledger import RunLedger
 from sweeper.errors import NotFoundError
 from sweeper.models import MAX_CRASH_RETRIES, RunState, SweepState
-from sweeper.store import Store
+from sweeper.store import SQLiteStore, Store, open_store
 
 SWEEP = "sweep001"
 NOW = 1_000_000.0
@@ -64,10 +64,9 @@ class Book:
             return conn.execute(f"SELECT * FROM {self.ledger.table} ORDER BY rowid").fetchall()
 
 
-def open_book(path: Path, table: str) -> Book:
-    """A fresh store with one sweep, and the ledger of the local or the W&B runs table,
+def open_book(store: Store, table: str) -> Book:
+    """`store` with one sweep, and the ledger of the local or the W&B runs table,
     drawing retry ids retry001, retry002, ..."""
-    store = Store(path)
     ids = (f"retry{n:03d}" for n in itertools.count(1))
     ledger = (
         RunLedger("runs", "in the local store", ids.__next__, carried=tuple(ENGINE_COLUMNS))
@@ -89,20 +88,28 @@ def open_book(path: Path, table: str) -> Book:
     return Book(store, ledger)
 
 
-@pytest.fixture(params=["runs", "wandb_runs"])
-def book(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Book]:
-    """The ledger of each backend's table on a fresh store."""
-    opened = open_book(tmp_path / "store.db", request.param)
+@pytest.fixture(params=["sqlite", "postgres"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    """A fresh store of each kind: a SQLite file, a schema on the session's PostgreSQL."""
+    opened = (
+        SQLiteStore(tmp_path / "store.db")
+        if request.param == "sqlite"
+        else open_store(request.getfixturevalue("pg_url"))
+    )
     yield opened
-    opened.store.close()
+    opened.close()
+
+
+@pytest.fixture(params=["runs", "wandb_runs"])
+def book(request: pytest.FixtureRequest, store: Store) -> Book:
+    """The ledger of each backend's table on a fresh store."""
+    return open_book(store, request.param)
 
 
 @pytest.fixture
-def wandb_book(tmp_path: Path) -> Iterator[Book]:
+def wandb_book(store: Store) -> Book:
     """The ledger of the W&B backend's table on a fresh store."""
-    opened = open_book(tmp_path / "store.db", "wandb_runs")
-    yield opened
-    opened.store.close()
+    return open_book(store, "wandb_runs")
 
 
 # --- reading and ownership ---------------------------------------------------------------

@@ -8,7 +8,6 @@ import re
 import sqlite3
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -22,7 +21,7 @@ from sweeper.models import MAX_CRASH_RETRIES, Claim, Control, RunState, SweepSta
 from sweeper.paths import Home
 from sweeper.spec import SweepSpec
 
-from .conftest import SEEDS_PARAMETERS, MakeSpec, fake_accuracy
+from .conftest import SEEDS_PARAMETERS, FakeClock, MakeSpec, fake_accuracy
 
 REPO = Path(__file__).resolve().parents[2]
 GRID_6 = {"a": {"values": [1, 2, 3]}, "b": {"values": ["x", "y"]}}
@@ -192,13 +191,12 @@ def test_plain_failure_is_not_retried(backend: LocalBackend, make_spec: MakeSpec
 
 
 def test_reap_stale_crashes_and_requeues_a_silent_run(
-    backend: LocalBackend, make_spec: MakeSpec
+    backend: LocalBackend, make_spec: MakeSpec, clock: FakeClock
 ) -> None:
     sweep = backend.create_sweep(make_spec(GRID_6))
-    # The alive run is claimed first: a claim reaps, and would reap the short lease itself.
     alive = claim_id(backend, sweep.id, "alive", lease_s=600)
-    stale = claim_id(backend, sweep.id, "dead", lease_s=0.01)
-    time.sleep(0.05)
+    stale = claim_id(backend, sweep.id, "dead", lease_s=30)
+    clock.advance(31)
     reaped = backend.reap_stale()
     assert [r.id for r in reaped] == [stale]
     assert reaped[0].state == RunState.crashed and "no heartbeat from worker dead" in (
@@ -215,22 +213,32 @@ def test_reap_stale_crashes_and_requeues_a_silent_run(
     assert (retry.retry_of, retry.attempt, retry.worker) == (stale, 1, "new")
 
 
-def test_claim_reaps_before_handing_out(backend: LocalBackend, make_spec: MakeSpec) -> None:
+def test_claim_reaps_before_handing_out(
+    backend: LocalBackend, make_spec: MakeSpec, clock: FakeClock
+) -> None:
     sweep = backend.create_sweep(make_spec({"a": {"values": [1]}}))
-    stale = claim_id(backend, sweep.id, "dead", lease_s=0.01)
-    time.sleep(0.05)
+    stale = claim_id(backend, sweep.id, "dead", lease_s=30)
+    clock.advance(29)
+    # Within the lease the run is left alone, and the one-config space has nothing else.
+    assert backend.claim_run(sweep.id, "early").run is None
+    assert backend.get_run(stale).state == RunState.running
+    clock.advance(2)
     retry = backend.get_run(claim_id(backend, sweep.id, "new"))
     assert retry.retry_of == stale and backend.get_run(stale).state == RunState.crashed
 
 
-def test_heartbeat_keeps_a_run_alive(backend: LocalBackend, make_spec: MakeSpec) -> None:
+def test_heartbeat_keeps_a_run_alive(
+    backend: LocalBackend, make_spec: MakeSpec, clock: FakeClock
+) -> None:
     sweep = backend.create_sweep(make_spec(GRID_6))
-    run_id = claim_id(backend, sweep.id)
+    run_id = claim_id(backend, sweep.id, lease_s=30)
     before = backend.get_run(run_id).heartbeat_at
-    time.sleep(0.02)
+    clock.advance(20)
     assert backend.heartbeat(run_id, "w1") == Control.proceed
+    clock.advance(20)
+    assert backend.reap_stale() == []
     after = backend.get_run(run_id).heartbeat_at
-    assert before is not None and after is not None and after > before
+    assert before is not None and after is not None and (after - before).total_seconds() == 20
 
 
 def test_requeue_clears_metrics_and_is_claimed_again(

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from sweeper import store as store_module
 from sweeper.errors import StoreError
 from sweeper.paths import Home
-from sweeper.store import SCHEMA_VERSION, Store
+from sweeper.store import SCHEMA_VERSION, SQLiteStore
+from sweeper.store import sqlite as store_module
 
 
 @pytest.fixture
@@ -22,7 +22,7 @@ def store_path(tmp_path: Path) -> Path:
 
 
 def test_new_store_has_private_permissions_and_wal(store_path: Path) -> None:
-    store = Store(store_path)
+    store = SQLiteStore(store_path)
     store.set_current("abc12345")
     assert stat.S_IMODE(store_path.parent.stat().st_mode) == 0o700
     assert stat.S_IMODE(store_path.stat().st_mode) == 0o600
@@ -35,22 +35,22 @@ def test_new_store_has_private_permissions_and_wal(store_path: Path) -> None:
 
 
 def test_current_sweep_round_trips_across_instances(store_path: Path) -> None:
-    first = Store(store_path)
+    first = SQLiteStore(store_path)
     assert first.get_current() is None
     first.set_current("one11111")
     first.set_current("two22222")
-    assert Store(store_path).get_current() == "two22222"
+    assert SQLiteStore(store_path).get_current() == "two22222"
 
 
 def test_newer_schema_is_refused_and_left_untouched(store_path: Path) -> None:
-    Store(store_path).set_current("abc12345")
+    SQLiteStore(store_path).set_current("abc12345")
     with sqlite3.connect(store_path) as conn:
         conn.execute(
             "UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION + 1),)
         )
     before = store_path.read_bytes()
     with pytest.raises(StoreError, match="newer sweeper"):
-        Store(store_path).get_current()
+        SQLiteStore(store_path).get_current()
     assert store_path.read_bytes() == before
 
 
@@ -61,13 +61,13 @@ def test_corrupt_file_is_refused_and_left_untouched(store_path: Path, content: b
     store_path.parent.mkdir(parents=True)
     store_path.write_bytes(content)
     with pytest.raises(StoreError, match="not a sweeper store"):
-        Store(store_path).get_current()
+        SQLiteStore(store_path).get_current()
     assert store_path.read_bytes() == content
     assert sorted(p.name for p in store_path.parent.iterdir()) == ["store.db"]
 
 
 def test_damaged_sqlite_file_is_a_store_error(store_path: Path) -> None:
-    writer = Store(store_path)
+    writer = SQLiteStore(store_path)
     writer.set_current("abc12345")
     # Closed first: SQLite shares a live connection's WAL index with later connections
     # of the same process, which would serve the old pages instead of the damaged ones.
@@ -79,14 +79,14 @@ def test_damaged_sqlite_file_is_a_store_error(store_path: Path) -> None:
     data[100:] = b"\xff" * (len(data) - 100)
     store_path.write_bytes(bytes(data))
     with pytest.raises(StoreError, match=str(store_path)):
-        Store(store_path).get_current()
+        SQLiteStore(store_path).get_current()
 
 
 def test_home_that_cannot_be_created_is_a_store_error(tmp_path: Path) -> None:
     blocker = tmp_path / "a-file"
     blocker.write_text("x")
     with pytest.raises(StoreError, match="cannot create the store"):
-        Store(blocker / "home" / "store.db").get_current()
+        SQLiteStore(blocker / "home" / "store.db").get_current()
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes through read-only permissions")
@@ -96,13 +96,13 @@ def test_read_only_home_is_a_store_error(tmp_path: Path) -> None:
     home.chmod(0o500)
     try:
         with pytest.raises(StoreError):
-            Store(home / "store.db").set_current("abc12345")
+            SQLiteStore(home / "store.db").set_current("abc12345")
     finally:
         home.chmod(0o700)
 
 
 def test_transaction_rolls_back_on_error(store_path: Path) -> None:
-    store = Store(store_path)
+    store = SQLiteStore(store_path)
     store.set_current("kept1111")
     with pytest.raises(RuntimeError), store.transaction(immediate=True) as conn:
         conn.execute("UPDATE meta SET value = 'lost2222' WHERE key = 'current_sweep'")
@@ -111,14 +111,14 @@ def test_transaction_rolls_back_on_error(store_path: Path) -> None:
 
 
 def test_sqlite_errors_become_store_errors_with_cause(store_path: Path) -> None:
-    store = Store(store_path)
+    store = SQLiteStore(store_path)
     with pytest.raises(StoreError, match="no such table") as info, store.transaction() as conn:
         conn.execute("SELECT * FROM no_such_table")
     assert isinstance(info.value.__cause__, sqlite3.OperationalError)
 
 
 def test_nested_transaction_joins_the_outer_one(store_path: Path) -> None:
-    store = Store(store_path)
+    store = SQLiteStore(store_path)
     with pytest.raises(RuntimeError), store.transaction(immediate=True):
         store.set_current("inner111")
         raise RuntimeError("undo both")
@@ -130,17 +130,17 @@ def test_waits_for_another_writer_instead_of_failing(
 ) -> None:
     # A short busy_timeout makes the jittered BEGIN IMMEDIATE retry do the waiting.
     monkeypatch.setattr(store_module, "_BUSY_TIMEOUT_MS", 20)
-    Store(store_path).set_current("first111")
+    SQLiteStore(store_path).set_current("first111")
     blocker = sqlite3.connect(store_path, isolation_level=None, check_same_thread=False)
     blocker.execute("BEGIN IMMEDIATE")
     released = threading.Timer(0.3, lambda: blocker.execute("COMMIT"))
     released.start()
     try:
-        Store(store_path).set_current("second22")
+        SQLiteStore(store_path).set_current("second22")
     finally:
         released.join()
         blocker.close()
-    assert Store(store_path).get_current() == "second22"
+    assert SQLiteStore(store_path).get_current() == "second22"
 
 
 def test_store_locked_for_too_long_gives_a_clear_error(
@@ -148,19 +148,19 @@ def test_store_locked_for_too_long_gives_a_clear_error(
 ) -> None:
     monkeypatch.setattr(store_module, "_BUSY_TIMEOUT_MS", 10)
     monkeypatch.setattr(store_module, "_LOCK_PATIENCE_S", 0.2)
-    Store(store_path).set_current("first111")
+    SQLiteStore(store_path).set_current("first111")
     blocker = sqlite3.connect(store_path, isolation_level=None)
     blocker.execute("BEGIN IMMEDIATE")
     try:
         with pytest.raises(StoreError, match="stayed locked"):
-            Store(store_path).set_current("second22")
+            SQLiteStore(store_path).set_current("second22")
     finally:
         blocker.execute("ROLLBACK")
         blocker.close()
 
 
 def test_forked_child_opens_its_own_connection(store_path: Path) -> None:
-    store = Store(store_path)
+    store = SQLiteStore(store_path)
     store.set_current("parent11")
     pid = os.fork()
     if pid == 0:  # child: must not reuse the parent's connection
@@ -176,7 +176,7 @@ def test_forked_child_opens_its_own_connection(store_path: Path) -> None:
 
 
 def test_each_thread_gets_its_own_connection(store_path: Path) -> None:
-    store = Store(store_path)
+    store = SQLiteStore(store_path)
     store.set_current("main1111")
     seen: list[str | None] = []
     worker = threading.Thread(target=lambda: seen.append(store.get_current()))
@@ -192,12 +192,12 @@ def test_a_second_connection_in_the_process_keeps_writes_visible(store_path: Pat
     import subprocess
     import sys
 
-    main = Store(store_path)
+    main = SQLiteStore(store_path)
     main.set_current("aaa")
-    thread = threading.Thread(target=lambda: Store(store_path).set_current("bbb"))
+    thread = threading.Thread(target=lambda: SQLiteStore(store_path).set_current("bbb"))
     thread.start()
     thread.join()
     main.set_current("ccc")
-    code = f"from sweeper.store import Store; print(Store({str(store_path)!r}).get_current())"
+    code = f"from sweeper.store import SQLiteStore; print(SQLiteStore({str(store_path)!r}).get_current())"
     seen = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert seen.stdout.strip() == "ccc"

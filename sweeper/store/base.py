@@ -1,0 +1,375 @@
+"""The store interface: one SQL schema, scoped transactions, per-process connections.
+
+A store is a SQL database every sweeper process of a sweep shares: a SQLite file on one
+host, or a PostgreSQL database for agents on many. The backends write plain SQL against
+the `Connection` a transaction yields (qmark `?` placeholders, `rowid` ordering, `ON
+CONFLICT` upserts), and a dialect module makes that SQL mean the same on its database:
+
+- `transaction(immediate=True)` holds the store's one write lock from its first statement
+  to its commit, so a read-then-write (a claim) is never interleaved with another
+  process's write. That is what lets the backends keep every guarantee as
+  compare-and-set over rows they read.
+- Reads without `immediate` see one consistent snapshot.
+- Driver errors come out as `StoreError`; a connection lost between transactions is
+  re-opened with backoff, one lost inside a transaction comes out as `StoreDisconnected`
+  (see `retried`).
+
+Connections are opened lazily, one per process and thread (a forked child or a heartbeat
+thread gets its own), so a store can be created before forking.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, suppress
+from typing import Any, ParamSpec, Protocol, TypeVar
+
+from sweeper.errors import StoreError
+
+#: Bumped whenever the tables change; a store with a higher version was written by a
+#: newer sweeper and is refused rather than misread. Version 2 added the wandb_* tables,
+#: version 3 the runs' host; an older store is migrated the first time it is opened.
+SCHEMA_VERSION = 3
+
+#: Each dialect fills in `{rowid}` (an explicit insertion-order column where the database
+#: has no implicit rowid) and `{float}` (a double-precision type: timestamps are epoch
+#: seconds).
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS sweeps (
+    {rowid}
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    state TEXT NOT NULL,
+    method TEXT NOT NULL,
+    metric_name TEXT NOT NULL,
+    metric_goal TEXT NOT NULL,
+    run_cap INTEGER,
+    spec TEXT NOT NULL,
+    done_reason TEXT,
+    spec_path TEXT,
+    created_at {float} NOT NULL,
+    updated_at {float} NOT NULL
+);
+CREATE TABLE IF NOT EXISTS runs (
+    {rowid}
+    id TEXT PRIMARY KEY,
+    sweep_id TEXT NOT NULL REFERENCES sweeps(id),
+    state TEXT NOT NULL,
+    config TEXT NOT NULL,
+    engine_config TEXT NOT NULL,
+    config_key TEXT NOT NULL,
+    metric {float},
+    epochs INTEGER NOT NULL DEFAULT 0,
+    summary TEXT NOT NULL DEFAULT '{{}}',
+    reason TEXT,
+    worker TEXT,
+    host TEXT,
+    attempt INTEGER NOT NULL DEFAULT 0,
+    retry_of TEXT REFERENCES runs(id),
+    search_info TEXT,
+    lease_s {float},
+    created_at {float} NOT NULL,
+    started_at {float},
+    ended_at {float},
+    heartbeat_at {float}
+);
+CREATE INDEX IF NOT EXISTS runs_by_sweep_state ON runs (sweep_id, state);
+CREATE INDEX IF NOT EXISTS runs_by_state_heartbeat ON runs (state, heartbeat_at);
+CREATE TABLE IF NOT EXISTS epochs (
+    run_id TEXT NOT NULL REFERENCES runs(id),
+    epoch INTEGER NOT NULL,
+    metrics TEXT NOT NULL,
+    PRIMARY KEY (run_id, epoch)
+);
+CREATE TABLE IF NOT EXISTS wandb_sweeps (
+    {rowid}
+    id TEXT PRIMARY KEY,
+    entity TEXT NOT NULL,
+    project TEXT NOT NULL,
+    url TEXT,
+    name TEXT NOT NULL,
+    spec TEXT NOT NULL,
+    created_at {float} NOT NULL
+);
+CREATE TABLE IF NOT EXISTS wandb_runs (
+    {rowid}
+    id TEXT PRIMARY KEY,
+    sweep_id TEXT NOT NULL REFERENCES wandb_sweeps(id),
+    state TEXT NOT NULL,
+    config TEXT NOT NULL,
+    worker TEXT,
+    host TEXT,
+    agent_id TEXT,
+    metric {float},
+    epochs INTEGER NOT NULL DEFAULT 0,
+    summary TEXT NOT NULL DEFAULT '{{}}',
+    reason TEXT,
+    attempt INTEGER NOT NULL DEFAULT 0,
+    retry_of TEXT,
+    lease_s {float},
+    created_at {float} NOT NULL,
+    started_at {float},
+    ended_at {float},
+    heartbeat_at {float}
+);
+CREATE INDEX IF NOT EXISTS wandb_runs_by_sweep_state ON wandb_runs (sweep_id, state);
+CREATE TABLE IF NOT EXISTS wandb_agents (
+    sweep_id TEXT NOT NULL,
+    worker TEXT NOT NULL,
+    agent_id TEXT NOT NULL,
+    PRIMARY KEY (sweep_id, worker)
+);
+CREATE TABLE IF NOT EXISTS wandb_synced (
+    run_dir TEXT PRIMARY KEY,
+    run_id TEXT NOT NULL,
+    sweep_id TEXT,
+    synced_at {float} NOT NULL
+);
+"""
+
+#: Columns (table, column, type) added by each version, which a store written at an older
+#: version gains when it is opened; tables added since are created by SCHEMA itself.
+MIGRATIONS: dict[int, tuple[tuple[str, str, str], ...]] = {
+    3: (("runs", "host", "TEXT"), ("wandb_runs", "host", "TEXT")),
+}
+
+
+class Cursor(Protocol):
+    """What a statement returns: rows that index by column name and by position."""
+
+    @property
+    def rowcount(self) -> int: ...
+
+    def fetchone(self) -> Any: ...
+
+    def fetchall(self) -> list[Any]: ...
+
+    def __iter__(self) -> Iterator[Any]: ...
+
+
+class Connection(Protocol):
+    """The part of a DB-API connection the backends use: `execute` with `?` placeholders."""
+
+    def execute(self, sql: str, parameters: Sequence[Any] = ..., /) -> Any: ...
+
+
+class StoreDisconnected(StoreError):
+    """The connection to the store's server was lost inside a transaction, which was not
+    committed (or its commit was not confirmed). The next transaction reconnects."""
+
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+def retried(method: Callable[P, T]) -> Callable[P, T]:
+    """Run a backend method once more when its connection was lost mid-transaction.
+
+    The second try starts with a fresh connection (re-opened with backoff, or a clear
+    `StoreError` when the server stays away). Every backend method is safe to repeat:
+    its writes are compare-and-set, so a first try whose commit did land makes the second
+    find the work done (a run claimed twice is reaped when its lease runs out).
+    """
+
+    @functools.wraps(method)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return method(*args, **kwargs)
+        except StoreDisconnected:
+            return method(*args, **kwargs)
+
+    return wrapper
+
+
+class Store(ABC):
+    """A SQL database shared by every sweeper process of its sweeps.
+
+    Subclasses open connections and say how their database begins, locks and reports
+    errors; this class keeps one connection per process and thread and the scoped
+    transaction around them.
+    """
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+        # Connections inherited through fork are kept referenced, never used or closed:
+        # closing them in the child could disturb the parent's locks and sessions.
+        self._inherited: list[Any] = []
+        self._opened: list[tuple[int, Any]] = []
+        self._lock = threading.Lock()
+
+    # -- what a dialect provides ----------------------------------------------------
+
+    @property
+    @abstractmethod
+    def url(self) -> str:
+        """The store's URL as it may be printed: never with a password."""
+
+    @abstractmethod
+    def _open(self) -> Any:
+        """A new connection with the schema created or migrated, or StoreError."""
+
+    @abstractmethod
+    def _begin(self, conn: Any, immediate: bool) -> None:
+        """Start a transaction; `immediate` takes the store's write lock first."""
+
+    @abstractmethod
+    def _in_transaction(self, conn: Any) -> bool:
+        """Whether `conn` is inside a transaction."""
+
+    @abstractmethod
+    def _columns(self, conn: Any, table: str) -> set[str]:
+        """The names of `table`'s columns."""
+
+    @abstractmethod
+    def _translate(self, error: Exception) -> StoreError | None:
+        """The driver's `error` as a StoreError a user can act on, None if it is no
+        driver error."""
+
+    # -- connections ----------------------------------------------------------------
+
+    def _connection(self) -> Any:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None and self._local.pid == os.getpid():
+            return conn
+        if conn is not None:
+            self._inherited.append(conn)
+        conn = self._open()
+        self._local.conn = conn
+        self._local.pid = os.getpid()
+        with self._lock:
+            self._opened.append((os.getpid(), conn))
+        return conn
+
+    def _discard(self) -> None:
+        """Forget this thread's connection (it broke); the next use opens a new one."""
+        conn = getattr(self._local, "conn", None)
+        self._local = threading.local()
+        if conn is None:
+            return
+        with self._lock:
+            self._opened = [(owner, c) for owner, c in self._opened if c is not conn]
+        # A broken connection may fail to close; it is gone either way.
+        with suppress(Exception):
+            conn.close()
+
+    def _start(self, immediate: bool) -> Any:
+        """This thread's connection inside a new transaction."""
+        try:
+            conn = self._connection()
+            self._begin(conn, immediate)
+        except Exception as e:
+            translated = self._translate(e)
+            if translated is None:
+                raise
+            raise translated from e
+        return conn
+
+    # -- transactions ---------------------------------------------------------------
+
+    @contextmanager
+    def transaction(self, immediate: bool = False) -> Iterator[Any]:
+        """One scoped transaction: commit on success, roll back on any exception.
+
+        `immediate=True` takes the write lock up front (use it for every write, so a
+        read-then-write can never be interleaved with another process's). A nested call
+        joins the outer transaction. Driver errors come out as `StoreError`.
+        """
+        conn = getattr(self._local, "conn", None)
+        if conn is not None and self._local.pid == os.getpid() and self._in_transaction(conn):
+            yield conn
+            return
+        conn = self._start(immediate)
+        try:
+            yield conn
+            conn.execute("COMMIT")
+        except BaseException as e:
+            self._abort(conn)
+            translated = self._translate(e) if isinstance(e, Exception) else None
+            if translated is None:
+                raise
+            raise translated from e
+
+    def _abort(self, conn: Any) -> None:
+        """Roll back; a connection that cannot even do that is dropped."""
+        try:
+            if self._in_transaction(conn):
+                conn.execute("ROLLBACK")
+        except Exception:
+            self._discard()
+
+    # -- meta -----------------------------------------------------------------------
+
+    def get_current(self) -> str | None:
+        """The id of the current sweep (the last created or chosen), or None."""
+        with self.transaction() as conn:
+            row = conn.execute("SELECT value FROM meta WHERE key = 'current_sweep'").fetchone()
+        return None if row is None else str(row[0])
+
+    def set_current(self, sweep_id: str) -> None:
+        """Make `sweep_id` the default sweep for `agent`, `status` and `report`; inside
+        a caller's transaction, as part of it."""
+        with self.transaction(immediate=True) as conn:
+            conn.execute(
+                "INSERT INTO meta (key, value) VALUES ('current_sweep', ?) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (sweep_id,),
+            )
+
+    @property
+    def schema_version(self) -> int:
+        """The schema version recorded in the store."""
+        with self.transaction() as conn:
+            row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        return int(row[0])
+
+    def _check_version(self, recorded: str | None) -> int | None:
+        """The recorded schema version as a number, or StoreError for a newer or
+        unreadable one (refused before anything is written)."""
+        if recorded is None:
+            return None
+        try:
+            version = int(recorded)
+        except ValueError as e:
+            raise StoreError(f"{self.url} has an unreadable schema version {recorded!r}") from e
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"{self.url} was written by a newer sweeper (store schema {version}, this "
+                f"version reads up to {SCHEMA_VERSION}); upgrade sweeper to use it."
+            )
+        return version
+
+    def _create_schema(self, conn: Any, recorded: int | None, rowid: str, float_type: str) -> None:
+        """Create the tables, migrate an older store and record the version, inside the
+        caller's write transaction."""
+        for statement in SCHEMA.format(rowid=rowid, float=float_type).split(";"):
+            if statement.strip():
+                conn.execute(statement)
+        if recorded is not None:
+            for version in range(recorded + 1, SCHEMA_VERSION + 1):
+                for table, column, kind in MIGRATIONS.get(version, ()):
+                    # A table SCHEMA just created has the column already.
+                    if column not in self._columns(conn, table):
+                        conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+        conn.execute(
+            "INSERT INTO meta (key, value) VALUES ('schema_version', ?) "
+            "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (str(SCHEMA_VERSION),),
+        )
+
+    def close(self) -> None:
+        """Close the connections this process opened; the next use re-opens lazily."""
+        pid = os.getpid()
+        with self._lock:
+            mine = [conn for owner, conn in self._opened if owner == pid]
+            self._opened = [(owner, conn) for owner, conn in self._opened if owner != pid]
+        for conn in mine:
+            conn.close()
+        self._local = threading.local()

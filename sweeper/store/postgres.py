@@ -1,0 +1,268 @@
+"""The PostgreSQL store: one database shared by agents on many hosts.
+
+A thin dialect over psycopg 3 rather than SQLAlchemy Core: the backends' SQL is already
+portable (qmark placeholders, `ON CONFLICT` upserts, `rowid` order), so what differs
+between the two databases fits in this module (placeholder style, the write lock, the
+float and rowid column types, error texts), and the SQLite path keeps running its
+statements with no layer in between. SQLAlchemy would have meant rewriting every query
+as expressions, or passing them through `text()` for nothing.
+
+The write lock: an immediate transaction starts with `pg_advisory_xact_lock` on one key,
+PostgreSQL's counterpart of SQLite's `BEGIN IMMEDIATE`. Writers queue on it and run one
+at a time, so every compare-and-set the backends make (claims, run_cap, dedupe on
+discrete spaces, ending a run) reads what the previous writer committed and holds exactly
+as on SQLite, with one code path; readers never wait (`REPEATABLE READ` snapshots). A
+writer holds the lock for a few statements (the engine proposes outside it), so the
+store serves hundreds of claims per second (BENCHMARKS.md).
+
+A connection lost between transactions (the server restarted, a network blip) is
+re-opened with jittered backoff for `reconnect_s`, then reported as a `StoreError`; one
+lost inside a transaction comes out as `StoreDisconnected` (see `sweeper.store.retried`).
+The password of the URL never appears in a message: `url` masks it.
+"""
+
+from __future__ import annotations
+
+import functools
+import random
+import time
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit, urlunsplit
+
+from sweeper.errors import StoreError
+from sweeper.store.base import SCHEMA_VERSION, Store, StoreDisconnected
+
+if TYPE_CHECKING:
+    import psycopg
+
+#: The advisory lock every writer takes: "sweeper" in ASCII.
+_WRITE_LOCK_KEY = 0x73776565706572
+#: How long a lost connection is re-tried before the store is reported unreachable.
+RECONNECT_S = 60.0
+#: Longest sleep between reconnection attempts.
+_MAX_BACKOFF_S = 2.0
+#: A server that does not answer a new connection within this long is unreachable.
+_CONNECT_TIMEOUT_S = 10
+
+
+def masked_url(url: str) -> str:
+    """`url` without its password, fit to print.
+
+    >>> masked_url("postgresql://ada:s3cret@db.lab:5432/sweeps")
+    'postgresql://ada@db.lab:5432/sweeps'
+    >>> masked_url("postgresql://db.lab/sweeps?password=s3cret&sslmode=require")
+    'postgresql://db.lab/sweeps?sslmode=require'
+    """
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if "@" in netloc:
+        user, _, where = netloc.rpartition("@")
+        netloc = f"{user.split(':', 1)[0]}@{where}"
+    query = "&".join(
+        item for item in parts.query.split("&") if item and not item.startswith("password=")
+    )
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+@functools.lru_cache(maxsize=512)
+def _pyformat(sql: str) -> str:
+    """A qmark statement in psycopg's placeholder style.
+
+    >>> _pyformat("SELECT 1 FROM runs WHERE id = ? AND reason LIKE 'x%'")
+    "SELECT 1 FROM runs WHERE id = %s AND reason LIKE 'x%%'"
+    """
+    return sql.replace("%", "%%").replace("?", "%s")
+
+
+class Row(tuple[Any, ...]):
+    """A row that indexes by column name and by position, as `sqlite3.Row` does."""
+
+    _names: dict[str, int]
+
+    def __new__(cls, values: Sequence[Any], names: dict[str, int]) -> Row:
+        row = super().__new__(cls, values)
+        row._names = names
+        return row
+
+    def __getitem__(self, key: Any) -> Any:
+        if isinstance(key, str):
+            return tuple.__getitem__(self, self._names[key])
+        return tuple.__getitem__(self, key)
+
+    def keys(self) -> list[str]:
+        return list(self._names)
+
+
+def _rows(cursor: Any) -> Callable[[Sequence[Any]], Row]:
+    """psycopg's row factory for `Row`."""
+    names = {column.name: i for i, column in enumerate(cursor.description or ())}
+    return lambda values: Row(values, names)
+
+
+class _Connection:
+    """A psycopg connection that takes the backends' qmark statements."""
+
+    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+        self.raw = conn
+
+    def execute(self, sql: str, parameters: Sequence[Any] | None = None, /) -> Any:
+        if parameters is None:
+            return self.raw.execute(sql)
+        return self.raw.execute(_pyformat(sql), tuple(parameters))
+
+    def close(self) -> None:
+        self.raw.close()
+
+
+class PostgresStore(Store):
+    """A PostgreSQL database shared by sweeper processes on any number of hosts.
+
+    Args:
+        url: `postgresql://user[:password]@host[:port]/database[?options]`, as libpq
+            reads it (the password may also come from ~/.pgpass or PGPASSWORD).
+        reconnect_s: how long a lost connection is re-tried.
+        sleep: waits between reconnection attempts (tests pass a fake).
+    """
+
+    def __init__(
+        self,
+        url: str,
+        reconnect_s: float = RECONNECT_S,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        super().__init__()
+        self._dsn = url.replace("postgresql+psycopg://", "postgresql://", 1)
+        self.reconnect_s = reconnect_s
+        self._sleep = sleep
+        self._connected_once = False
+
+    @property
+    def url(self) -> str:
+        return masked_url(self._dsn)
+
+    # -- connections ----------------------------------------------------------------
+
+    def _open(self) -> _Connection:
+        import psycopg
+
+        # A failure to connect comes out as psycopg's OperationalError, for `_start` to retry.
+        raw = psycopg.connect(
+            self._dsn,
+            autocommit=True,
+            row_factory=_rows,
+            connect_timeout=_CONNECT_TIMEOUT_S,
+            application_name="sweeper",
+        )
+        conn = _Connection(raw)
+        try:
+            recorded = self._check_version(self._recorded_version(conn))
+            if recorded != SCHEMA_VERSION:
+                self._begin(conn, immediate=True)
+                try:
+                    # Read again under the lock: another process may have just migrated.
+                    recorded = self._check_version(self._recorded_version(conn))
+                    self._create_schema(
+                        conn, recorded, rowid="rowid BIGSERIAL,", float_type="DOUBLE PRECISION"
+                    )
+                    conn.execute("COMMIT")
+                except BaseException:
+                    if not raw.closed:
+                        conn.execute("ROLLBACK")
+                    raise
+        except psycopg.Error as e:
+            conn.close()
+            raise self._explain(e) from e
+        except StoreError:
+            conn.close()
+            raise
+        self._connected_once = True
+        return conn
+
+    def _start(self, immediate: bool) -> Any:
+        """This thread's connection inside a new transaction; a connection that was lost
+        is re-opened with jittered backoff for `reconnect_s`."""
+        import psycopg
+
+        deadline = time.monotonic() + self.reconnect_s
+        delay = 0.1
+        while True:
+            try:
+                conn = self._connection()
+                self._begin(conn, immediate)
+                return conn
+            except psycopg.OperationalError as e:
+                self._discard()
+                # A first connection that fails is a wrong URL or a server that is down:
+                # say so now rather than after a minute of retries.
+                if not self._connected_once or time.monotonic() > deadline:
+                    raise self._unreachable(e) from e
+                self._sleep(delay * random.uniform(0.5, 1.5))
+                delay = min(delay * 2, _MAX_BACKOFF_S)
+            except psycopg.Error as e:
+                raise self._explain(e) from e
+
+    def _recorded_version(self, conn: _Connection) -> str | None:
+        if conn.execute("SELECT to_regclass('meta')").fetchone()[0] is None:
+            return None
+        row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        return None if row is None else str(row[0])
+
+    def _columns(self, conn: _Connection, table: str) -> set[str]:
+        rows = conn.execute(
+            "SELECT column_name FROM information_schema.columns"
+            " WHERE table_schema = current_schema() AND table_name = ?",
+            (table,),
+        )
+        return {row[0] for row in rows}
+
+    def _in_transaction(self, conn: _Connection) -> bool:
+        from psycopg.pq import TransactionStatus
+
+        return conn.raw.info.transaction_status != TransactionStatus.IDLE
+
+    def _begin(self, conn: _Connection, immediate: bool) -> None:
+        if immediate:
+            conn.execute("BEGIN")
+            conn.execute("SELECT pg_advisory_xact_lock(?)", (_WRITE_LOCK_KEY,))
+        else:
+            conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+
+    # -- errors ---------------------------------------------------------------------
+
+    def _translate(self, error: Exception) -> StoreError | None:
+        import psycopg
+
+        if not isinstance(error, psycopg.Error):
+            return None
+        if isinstance(error, psycopg.OperationalError) and _lost(error):
+            self._discard()
+            return StoreDisconnected(
+                f"lost the connection to the PostgreSQL store {self.url} in the middle of a "
+                f"transaction, which was rolled back: {self._scrub(error)}"
+            )
+        return self._explain(error)
+
+    def _explain(self, error: Exception) -> StoreError:
+        return StoreError(f"the PostgreSQL store {self.url} failed: {self._scrub(error)}")
+
+    def _unreachable(self, error: Exception) -> StoreError:
+        waited = f" for {self.reconnect_s:g} s" if self._connected_once else ""
+        return StoreError(
+            f"cannot reach the PostgreSQL store {self.url}{waited}: {self._scrub(error)}. "
+            "Check that the server is up and the URL (--store / SWEEPER_STORE) is right."
+        )
+
+    def _scrub(self, error: Exception) -> str:
+        """The driver's message on one line, with the URL's password cut out should the
+        driver ever quote it."""
+        text = " ".join(str(error).split())
+        password = urlsplit(self._dsn).password
+        return text.replace(password, "***") if password else text
+
+
+def _lost(error: Exception) -> bool:
+    """Whether `error` means the connection is gone (rather than a statement failed)."""
+    sqlstate = getattr(error, "sqlstate", None)
+    # Class 08 is connection exceptions; 57P01-03 the server shutting down or restarting.
+    return sqlstate is None or sqlstate.startswith("08") or sqlstate.startswith("57P")

@@ -1,0 +1,164 @@
+"""The PostgreSQL store on a real server: schema versioning, reconnecting with backoff,
+a lost transaction, a password that is never printed, and the CLI on it."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from typer.testing import CliRunner
+
+from sweeper.backends.local import LocalBackend
+from sweeper.cli import app
+from sweeper.errors import StoreError
+from sweeper.models import SweepState
+from sweeper.paths import Home
+from sweeper.store import SCHEMA_VERSION, StoreDisconnected, open_store, retried
+from sweeper.store.postgres import PostgresStore
+from tests.pg_server import PgServer
+
+
+def admin(server: PgServer, statement: str) -> None:
+    with psycopg.connect(server.url(), autocommit=True) as conn:
+        conn.execute(statement)  # type: ignore[arg-type]
+
+
+def kill_sessions(server: PgServer, user: str = "sweeper") -> None:
+    """End every session of `user` but this one, as a server restart does."""
+    admin(
+        server,
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+        f" WHERE usename = '{user}' AND pid <> pg_backend_pid()",
+    )
+
+
+@pytest.fixture
+def store(pg_url: str) -> Iterator[PostgresStore]:
+    opened = open_store(pg_url)
+    assert isinstance(opened, PostgresStore)
+    yield opened
+    opened.close()
+
+
+def test_first_use_creates_the_schema_with_a_version_row(store: PostgresStore) -> None:
+    store.set_current("abc12345")
+    assert store.get_current() == "abc12345"
+    assert store.schema_version == SCHEMA_VERSION
+
+
+def test_an_older_store_is_migrated_on_first_use(pg_url: str) -> None:
+    first = open_store(pg_url)
+    first.set_current("abc12345")
+    with first.transaction(immediate=True) as conn:
+        conn.execute("ALTER TABLE runs DROP COLUMN host")
+        conn.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
+    first.close()
+    again = open_store(pg_url)
+    assert again.schema_version == SCHEMA_VERSION
+    with again.transaction() as conn:
+        assert conn.execute("SELECT host FROM runs").fetchall() == []
+    assert again.get_current() == "abc12345"
+
+
+def test_a_newer_schema_is_refused(pg_url: str) -> None:
+    first = open_store(pg_url)
+    with first.transaction(immediate=True) as conn:
+        conn.execute(
+            "UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION + 1),)
+        )
+    first.close()
+    with pytest.raises(StoreError, match="newer sweeper"):
+        open_store(pg_url).get_current()
+
+
+def test_a_lost_connection_is_reopened_by_the_next_transaction(
+    store: PostgresStore, pg_server: PgServer
+) -> None:
+    store.set_current("before00")
+    kill_sessions(pg_server)
+    store.set_current("after000")
+    assert store.get_current() == "after000"
+
+
+def test_a_connection_lost_inside_a_transaction_is_disconnected_and_retried(
+    store: PostgresStore, pg_server: PgServer
+) -> None:
+    store.set_current("abc12345")
+    calls: list[int] = []
+
+    @retried
+    def read_after_losing_the_first() -> str | None:
+        calls.append(1)
+        with store.transaction() as conn:
+            if len(calls) == 1:
+                conn.execute("SELECT pg_terminate_backend(pg_backend_pid())")
+            row = conn.execute("SELECT value FROM meta WHERE key = 'current_sweep'").fetchone()
+        return None if row is None else str(row[0])
+
+    assert read_after_losing_the_first() == "abc12345" and len(calls) == 2
+    with pytest.raises(StoreDisconnected), store.transaction() as conn:
+        conn.execute("SELECT pg_terminate_backend(pg_backend_pid())")
+
+
+def test_a_server_that_stays_away_is_a_clear_error_after_backoff(
+    pg_server: PgServer, pg_url: str
+) -> None:
+    role = f"r_{uuid.uuid4().hex[:8]}"
+    admin(pg_server, f"CREATE ROLE {role} LOGIN SUPERUSER PASSWORD 'hunter2secret'")
+    url = pg_url.replace("sweeper@", f"{role}:hunter2secret@")
+    waits: list[float] = []
+    store = PostgresStore(url, reconnect_s=0.5, sleep=waits.append)
+    store.set_current("abc12345")
+    admin(pg_server, f"ALTER ROLE {role} NOLOGIN")
+    kill_sessions(pg_server, role)
+    with pytest.raises(StoreError, match="cannot reach the PostgreSQL store") as raised:
+        store.get_current()
+    assert "for 0.5 s" in str(raised.value) and "hunter2secret" not in str(raised.value)
+    assert len(waits) >= 2 and waits[-1] > waits[0]  # backed off
+
+
+def test_the_password_is_never_printed(pg_url: str) -> None:
+    url = pg_url.replace("sweeper@127.0.0.1:", "sweeper:hunter2secret@127.0.0.1:1")
+    store = open_store(url)
+    assert "hunter2secret" not in store.url
+    with pytest.raises(StoreError) as raised:
+        store.get_current()
+    assert "hunter2secret" not in str(raised.value)
+    result = CliRunner().invoke(app, ["--store", url, "status", "--json"])
+    assert result.exit_code != 0
+    assert "hunter2secret" not in result.output and "Traceback" not in result.output
+    assert "cannot reach the PostgreSQL store" in result.output
+
+
+def test_the_cli_runs_a_sweep_on_a_postgres_store(pg_url: str, tmp_path: Path) -> None:
+    spec = tmp_path / "grid.yaml"
+    spec.write_text(
+        "method: grid\nmetric: {name: val_accuracy, goal: maximize}\n"
+        "parameters:\n  data_dir: {value: data}\n  lr: {values: [0.001, 0.0001]}\n"
+    )
+    runner = CliRunner()
+
+    def cli(*args: str) -> str:
+        result = runner.invoke(app, ["--store", pg_url, *args])
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    sweep_id = json.loads(cli("create", str(spec), "--backend", "local", "--json"))["id"]
+    backend = LocalBackend(Home(store=pg_url), host="node-7")
+    claim = backend.claim_run(sweep_id, "w1")
+    assert claim.run is not None
+    backend.finish_run(claim.run.id, "w1", {"val_accuracy": 0.5})
+    assert [s["id"] for s in json.loads(cli("ls", "--json"))] == [sweep_id]
+    (run,) = json.loads(cli("status", "--json"))["runs"]
+    assert (run["state"], run["host"]) == ("finished", "node-7")
+    assert "node-7" in cli("status")
+    cli("pause")
+    cli("resume")
+    cli("cancel")
+    assert backend.get_sweep(sweep_id).state == SweepState.canceled
+    # The default SQLite store under the home knows nothing of it.
+    assert LocalBackend(Home(store=f"sqlite:///{tmp_path}/other.db")).list_sweeps() == []
