@@ -126,14 +126,18 @@ def _trial(config: dict[str, Any], result: TrainResult) -> Trial:
     )
 
 
+def head_space() -> dict[str, list[Any]]:
+    """The seeds' swept parameters and their values, read from sweeps/head_bayes.yaml."""
+    spec = yaml.safe_load(HEAD_SPEC.read_text())
+    return {n: p["values"] for n, p in spec["parameters"].items() if "values" in p}
+
+
 def prepare(
     workdir: Path, data: DemoDataSpec, pretrain: PretrainSpec, runs: int, device: str = "auto"
 ) -> Setup:
     """Build the demo data and backbone under `workdir` (reused when up to date) and the setup."""
     built = build_demo_data(workdir / "data", data)
     backbone = pretrain_backbone(built.root, workdir / "backbone.pt", pretrain)
-    spec = yaml.safe_load(HEAD_SPEC.read_text())
-    space = {n: p["values"] for n, p in spec["parameters"].items() if "values" in p}
     # The demo's Part B settings (sweeps/demo_part_b.yaml) in place of iNaturalist's.
     fixed = {
         "data_dir": str(built.target),
@@ -146,7 +150,7 @@ def prepare(
         "mode": "head",
         "device": device,
     }
-    return Setup(fixed=fixed, space=space, runs=runs)
+    return Setup(fixed=fixed, space=head_space(), runs=runs)
 
 
 def seed_loop(setup: Setup, home: Path) -> WayResult:
