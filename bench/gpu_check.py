@@ -249,7 +249,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         rows.append(
             (
                 f"(b) full fine-tuning images/s, {args.model}, batch {args.batch}",
-                f"{trainer_rate:.0f} of {ceiling:.0f} ({100 * trainer_rate / ceiling:.0f} %)",
+                f"{trainer_rate:.1f} of {ceiling:.1f} ({100 * trainer_rate / ceiling:.0f} %)",
                 ">= 80 %",
             )
         )

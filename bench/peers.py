@@ -21,12 +21,14 @@ timed from its import, in a process that has already imported torch and the trai
 a notebook user's would: its trials start no process, which is the cost the other two
 ways pay per run. The table is Markdown, ready for BENCHMARKS.md.
 
-    .venv/bin/python bench/peers.py                   # the demo's data, 22 runs per way (~10 min, 2-core CPU)
-    .venv/bin/python bench/peers.py --quick           # 6 runs per way, 1 pretraining epoch
-    .venv/bin/python bench/peers.py --target-per-class 200 --image-size 64   # training dominates
+    .venv/bin/python bench/peers.py                 # the demo's data, 22 runs per way (~10-15 min, quiet 2-core CPU)
+    .venv/bin/python bench/peers.py --quick         # 6 runs per way, 1 pretraining epoch
+    .venv/bin/python bench/peers.py --workdir .sweeper/demo       # reuse make demo's data and backbone
+    .venv/bin/python bench/peers.py --target-per-class 150 --image-size 64   # more training per run
 
-Everything goes under a temp folder (`--workdir` keeps the data and the backbone for the
-next run; the sweeps' homes are always fresh).
+Everything goes under a temp folder; `--workdir` keeps the data and the backbone for the
+next run (the same layout as `make demo`'s .sweeper/demo/); the ways' homes are always
+fresh. On a shared CPU pass `--threads 1`: torch's threads fight other jobs for cores.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 import yaml
 from pydantic import BaseModel, Field
 
@@ -297,6 +300,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--wandb", default="offline", help="sweeper's WANDB_MODE.")
     parser.add_argument("--gpus", default="none", help="sweeper agent's --gpus.")
     parser.add_argument("--device", default="auto")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch CPU threads of every way (1 on a shared CPU).",
+    )
     demo = parser.add_argument_group("data and backbone (demo/dataset.py, demo/pretrain.py)")
     demo.add_argument("--image-size", type=int, default=data.image_size)
     demo.add_argument("--target-per-class", type=int, default=data.target_train_per_class)
@@ -312,6 +321,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     runs = args.runs or (6 if args.quick else 22)
     epochs = args.pretrain_epochs or (1 if args.quick else pretrain.epochs)
 
+    if args.threads:
+        # OMP_NUM_THREADS for the runs' and the agent's processes, set_num_threads for Optuna's.
+        os.environ["OMP_NUM_THREADS"] = str(args.threads)
+        torch.set_num_threads(args.threads)
     random.seed(SEED)
     np.random.seed(SEED)  # wandb's engine draws from numpy's global generator
     with tempfile.TemporaryDirectory(prefix="sweeper-peers-") as temp:
@@ -336,7 +349,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(
             f"peers: {runs} runs per way, the demo target task ({images} images at "
             f"{args.image_size} px), {setup.fixed['model']} backbone; data and backbone "
-            f"{time.perf_counter() - began:.0f} s; {os.cpu_count()} CPUs, load average "
+            f"{time.perf_counter() - began:.0f} s; {os.cpu_count()} CPUs, "
+            f"{torch.get_num_threads()} torch threads, load average "
             f"{os.getloadavg()[0]:.1f} at start",
             flush=True,
         )
