@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install pg-server test test-fast demo bench lint clean
+.PHONY: install pg-server test test-fast demo bench gpu-check lint clean
 
 install: $(STAMP) pg-server
 
@@ -40,6 +40,12 @@ bench: install
 	$(BIN)/python bench/feature_cache.py
 	$(BIN)/python bench/agent_gap.py
 	$(BIN)/python bench/demo_transfer.py
+	$(BIN)/python bench/peers.py
+	$(BIN)/python bench/cli_latency.py
+
+# One GPU, no network, <= 8 minutes: the GPU figures of BENCHMARKS.md in one table.
+gpu-check: install
+	PYTHON=$(BIN)/python bash bench/gpu_check.sh
 
 lint: install
 	$(BIN)/ruff check .

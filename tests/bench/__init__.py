@@ -1,0 +1,1 @@
+"""Tests of the benchmarks in bench/: their pieces, and each run tiny."""
