@@ -48,7 +48,7 @@ from typing import Any
 
 from sweeper import engine
 from sweeper.backends.base import Backend
-from sweeper.backends.ledger import FINAL_SWEEP_STATES, Ended, RunLedger
+from sweeper.backends.ledger import FINAL_SWEEP_STATES, Ended, RunLedger, at, dumps
 from sweeper.errors import BackendError, NotFoundError, SweeperError, did_you_mean
 from sweeper.models import MAX_CRASH_RETRIES, Claim, Control, Run, RunState, Sweep, SweepState
 from sweeper.paths import Home
@@ -117,14 +117,6 @@ def _issued_by_w_and_b() -> str:
 _RUNS = RunLedger("wandb_runs", "claimed on this host", _issued_by_w_and_b)
 
 
-def _dt(ts: float | None) -> datetime | None:
-    return None if ts is None else datetime.fromtimestamp(ts, tz=timezone.utc)
-
-
-def _dumps(value: Any) -> str:
-    return json.dumps(engine.plain(value))
-
-
 class WandbBackend(Backend):
     """Sweeps on W&B; references and this host's claims in `home`'s store.
 
@@ -188,9 +180,9 @@ class WandbBackend(Backend):
             conn.execute(
                 "INSERT OR REPLACE INTO wandb_sweeps (id, entity, project, url, name, spec, created_at)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (sweep_id, entity, project, url, config["name"], _dumps(config), now),
+                (sweep_id, entity, project, url, config["name"], dumps(config), now),
             )
-            _set_current(conn, sweep_id)
+            self.store.set_current(sweep_id)
         record = SweepRecord(id=sweep_id, name=config["name"], state="RUNNING", config=config)
         self._records[sweep_id] = (time.monotonic(), record)
         return self._to_sweep(self._ref_row(sweep_id), record, counts={})
@@ -299,7 +291,7 @@ class WandbBackend(Backend):
                 kind = command.get("type")
                 run_id = command.get("run_id")
                 if kind in ("run", "resume") and run_id:
-                    config = _dumps(flatten_config(command.get("args") or {}))
+                    config = dumps(flatten_config(command.get("args") or {}))
                     conn.execute(
                         "INSERT OR IGNORE INTO wandb_runs (id, sweep_id, state, config, agent_id, created_at)"
                         " VALUES (?, ?, ?, ?, ?, ?)",
@@ -637,7 +629,7 @@ class WandbBackend(Backend):
             run_cap=spec.run_cap,
             spec=spec.raw,
             url=row["url"],
-            created_at=record.created_at or _dt(row["created_at"]) or datetime.now(timezone.utc),
+            created_at=record.created_at or at(row["created_at"]) or datetime.now(timezone.utc),
             run_counts=counts,
         )
 
@@ -709,7 +701,7 @@ class WandbBackend(Backend):
                     project,
                     self.client.sweep_url(ref),
                     name,
-                    _dumps(record.config),
+                    dumps(record.config),
                     time.time(),
                 ),
             )
@@ -727,14 +719,6 @@ class WandbBackend(Backend):
 
 def _ref(row: sqlite3.Row) -> SweepRef:
     return SweepRef(entity=row["entity"], project=row["project"], id=row["id"])
-
-
-def _set_current(conn: sqlite3.Connection, sweep_id: str) -> None:
-    conn.execute(
-        "INSERT INTO meta (key, value) VALUES ('current_sweep', ?) "
-        "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-        (sweep_id,),
-    )
 
 
 _EPOCH_KEYS = re.compile(r"^[A-Za-z]")
