@@ -69,16 +69,23 @@ def make_spec() -> MakeSpec:
 
 
 class FakeClock:
-    """Epoch seconds that move only when a test says so: leases expire without sleeping."""
+    """Epoch seconds that move only when a test says so (`advance`) or when the code under
+    test sleeps on it (`sleep`, recorded in `slept`): leases expire and retries back off
+    without real waiting."""
 
-    def __init__(self) -> None:
-        self.now = time.time()
+    def __init__(self, start: float | None = None) -> None:
+        self.now = time.time() if start is None else start
+        self.slept: list[float] = []
 
     def __call__(self) -> float:
         return self.now
 
     def advance(self, seconds: float) -> None:
         self.now += seconds
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.advance(seconds)
 
 
 @pytest.fixture

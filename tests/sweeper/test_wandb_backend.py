@@ -34,6 +34,8 @@ from sweeper.wandb.retry import Retry
 from tests.standin_http import standin
 from tests.sweeper.fake_wandb import KEY, FakeWandb, fresh_wandb_session, serve  # noqa: F401 - autouse fixture
 
+from .conftest import FakeClock
+
 ROOT = Path(__file__).resolve().parents[2]
 
 GRID = """
@@ -56,32 +58,18 @@ parameters:
 """
 
 
-class Clock:
-    """A monotonic clock that only moves when the backend sleeps."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.slept: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.now += seconds
-
-
 @pytest.fixture
 def fake(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> FakeWandb:
     return serve(monkeypatch, tmp_path)  # every host's wandb folder of the test
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
+def clock() -> FakeClock:
+    """Monotonic seconds from 0, as the retry's deadlines count them."""
+    return FakeClock(start=0.0)
 
 
-def make(clock: Clock, home: Home | None = None, **kwargs: Any) -> WandbBackend:
+def make(clock: FakeClock, home: Home | None = None, **kwargs: Any) -> WandbBackend:
     return WandbBackend(home or Home(), sleep=clock.sleep, clock=clock, **kwargs)
 
 
@@ -109,7 +97,7 @@ def test_no_credentials_is_a_clear_error_naming_both_ways_to_log_in() -> None:
     ],
 )
 def test_429_and_5xx_are_retried_through_wandbs_wrapping(
-    fake: FakeWandb, clock: Clock, operation: str | tuple[str, ...], status: int, per_call: int
+    fake: FakeWandb, clock: FakeClock, operation: str | tuple[str, ...], status: int, per_call: int
 ) -> None:
     backend = make(clock)
     fake.fail(status, times=2 * per_call, operation=operation)
@@ -123,7 +111,7 @@ def test_429_and_5xx_are_retried_through_wandbs_wrapping(
 
 
 def test_a_heartbeat_outage_ends_in_a_clear_error_within_the_timeout(
-    fake: FakeWandb, clock: Clock, monkeypatch: pytest.MonkeyPatch
+    fake: FakeWandb, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("SWEEPER_WANDB_TIMEOUT", "20")
     backend = make(clock)
@@ -139,7 +127,7 @@ def test_a_heartbeat_outage_ends_in_a_clear_error_within_the_timeout(
     assert 0 < sum(clock.slept) <= 20
 
 
-def test_a_refused_key_is_not_retried(fake: FakeWandb, clock: Clock) -> None:
+def test_a_refused_key_is_not_retried(fake: FakeWandb, clock: FakeClock) -> None:
     backend = make(clock)
     fake.fail(401, times=5, operation="UpsertSweep")  # all 5 variants wandb.sweep tries
     with pytest.raises(BackendError, match="wandb login") as info:
@@ -181,7 +169,7 @@ def test_cli_create_under_429_retries_for_the_timeout_then_says_rate_limited(
 
 
 def test_a_preempted_run_is_handed_back_and_trains_once(
-    fake: FakeWandb, clock: Clock, tmp_path: Path
+    fake: FakeWandb, clock: FakeClock, tmp_path: Path
 ) -> None:
     here = make(clock)
     sweep = here.create_sweep(spec_of(GRID))
@@ -203,7 +191,7 @@ def test_a_preempted_run_is_handed_back_and_trains_once(
 
 
 def test_a_killed_workers_retry_trains_under_the_id_w_and_b_issued(
-    fake: FakeWandb, clock: Clock
+    fake: FakeWandb, clock: FakeClock
 ) -> None:
     backend = make(clock)
     sweep = backend.create_sweep(spec_of(GRID))
@@ -225,7 +213,7 @@ def test_a_killed_workers_retry_trains_under_the_id_w_and_b_issued(
 
 
 def test_each_worker_registers_one_agent_and_trains_only_its_runs(
-    fake: FakeWandb, clock: Clock
+    fake: FakeWandb, clock: FakeClock
 ) -> None:
     backend = make(clock)
     sweep = backend.create_sweep(spec_of(GRID))
@@ -240,7 +228,7 @@ def test_each_worker_registers_one_agent_and_trains_only_its_runs(
     assert owners[first.id] != owners[second.id]
 
 
-def test_an_exit_command_during_a_run_stops_it(fake: FakeWandb, clock: Clock) -> None:
+def test_an_exit_command_during_a_run_stops_it(fake: FakeWandb, clock: FakeClock) -> None:
     backend = make(clock)
     sweep = backend.create_sweep(spec_of(GRID))
     run = backend.claim_run(sweep.id, "w").run
@@ -252,7 +240,7 @@ def test_an_exit_command_during_a_run_stops_it(fake: FakeWandb, clock: Clock) ->
     assert backend.claim_run(sweep.id, "w").done
 
 
-def test_hyperband_stop_commands_reach_the_worker(fake: FakeWandb, clock: Clock) -> None:
+def test_hyperband_stop_commands_reach_the_worker(fake: FakeWandb, clock: FakeClock) -> None:
     backend = make(clock)
     sweep = backend.create_sweep(spec_of(HYPERBAND))
     first = [backend.claim_run(sweep.id, f"w{i}").run for i in range(3)]
@@ -277,7 +265,7 @@ def test_hyperband_stop_commands_reach_the_worker(fake: FakeWandb, clock: Clock)
 
 
 def test_two_hosts_share_a_sweep_without_sharing_a_run(
-    fake: FakeWandb, clock: Clock, tmp_path: Path
+    fake: FakeWandb, clock: FakeClock, tmp_path: Path
 ) -> None:
     first = make(clock)
     sweep = first.create_sweep(spec_of(GRID))
@@ -300,7 +288,7 @@ def test_two_hosts_share_a_sweep_without_sharing_a_run(
 
 
 def test_entity_and_project_come_from_options_then_wandb_env(
-    fake: FakeWandb, clock: Clock, monkeypatch: pytest.MonkeyPatch
+    fake: FakeWandb, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("WANDB_ENTITY", "envteam")
     monkeypatch.setenv("WANDB_PROJECT", "envproj")
@@ -343,7 +331,7 @@ def test_history_drops_wandb_keys_and_keeps_the_last_row_per_epoch() -> None:
     assert _history(rows) == [{"epoch": 1, "val_accuracy": 0.2}, {"epoch": 2, "val_accuracy": 0.3}]
 
 
-def test_list_runs_is_cached_for_a_report_build(fake: FakeWandb, clock: Clock) -> None:
+def test_list_runs_is_cached_for_a_report_build(fake: FakeWandb, clock: FakeClock) -> None:
     backend = make(clock)
     sweep = backend.create_sweep(spec_of(GRID))
     backend.list_runs(sweep.id)
@@ -355,7 +343,7 @@ def test_list_runs_is_cached_for_a_report_build(fake: FakeWandb, clock: Clock) -
 @pytest.mark.slow
 def test_the_key_never_leaks_into_any_output(
     fake: FakeWandb,
-    clock: Clock,
+    clock: FakeClock,
     caplog: pytest.LogCaptureFixture,
     capsys: pytest.CaptureFixture[str],
     tmp_path: Path,
@@ -525,7 +513,7 @@ def test_a_valid_spec_is_accepted_by_both() -> None:
     assert parse_spec(yaml.safe_dump(config)).method == "grid"
 
 
-def test_unknown_backend_state_transitions_are_refused(fake: FakeWandb, clock: Clock) -> None:
+def test_unknown_backend_state_transitions_are_refused(fake: FakeWandb, clock: FakeClock) -> None:
     backend = make(clock)
     sweep = backend.create_sweep(spec_of(GRID))
     backend.set_sweep_state(sweep.id, SweepState.finished)
@@ -536,7 +524,7 @@ def test_unknown_backend_state_transitions_are_refused(fake: FakeWandb, clock: C
 @pytest.mark.parametrize(("setting", "uploaded"), [("1", 1), ("", 0)])
 def test_checkpoints_are_artifacts_when_asked(
     fake: FakeWandb,
-    clock: Clock,
+    clock: FakeClock,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     setting: str,

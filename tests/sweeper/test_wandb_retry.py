@@ -12,25 +12,12 @@ from wandb.sdk.lib.service.service_connection import WandbApiFailedError
 from sweeper.errors import BackendError, NotFoundError, SweeperError
 from sweeper.wandb.retry import Retry, http_status, is_transient, timeout_s
 
+from .conftest import FakeClock
+
 
 def core_error(status: int) -> WandbApiFailedError:
     """An HTTP failure as wandb-core reports it."""
     return WandbApiFailedError(f"HTTP {status}", ApiErrorResponse(message="x", http_status=status))
-
-
-class Clock:
-    """A monotonic clock that only moves when the retry sleeps."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.slept: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.now += seconds
 
 
 def failing(*errors: Exception) -> Callable[[], str]:
@@ -67,7 +54,7 @@ def test_the_status_in_wandb_cores_message_is_found() -> None:
 
 @pytest.mark.parametrize("status", [429, 500, 502, 503])
 def test_transient_errors_are_retried_with_backoff(status: int) -> None:
-    clock = Clock()
+    clock = FakeClock(start=0.0)
     retry = Retry(60, "https://w", clock.sleep, clock)
     call = failing(CommError("x", core_error(status)), core_error(status), TimeoutError("t"))
     assert retry("read", call) == "ok"
@@ -75,7 +62,7 @@ def test_transient_errors_are_retried_with_backoff(status: int) -> None:
 
 
 def test_a_rate_limited_call_gives_up_at_the_timeout_saying_so() -> None:
-    clock = Clock()
+    clock = FakeClock(start=0.0)
     retry = Retry(20, "https://w", clock.sleep, clock)
     with pytest.raises(BackendError) as info:
         retry("create the sweep", failing(*[core_error(429)] * 1000))
@@ -97,7 +84,7 @@ def test_wandb_core_not_answering_is_retried() -> None:
     ],
 )
 def test_permanent_errors_are_not_retried(status: int, error: type[Exception], words: str) -> None:
-    clock = Clock()
+    clock = FakeClock(start=0.0)
     with pytest.raises(error, match=words):
         Retry(60, "https://w", clock.sleep, clock)(
             "read", failing(CommError("x", core_error(status)))
