@@ -17,10 +17,10 @@ import pytest
 
 from agent import AgentSummary
 from sweeper.models import RunState
+from tests.agent.agent_testkit import FAKE, PATIENCE_S, make_sweep, runs_of, started_marks, wait_for
 from tests.agent.agent_testkit import HERE as AGENT_TESTS
-from tests.agent.agent_testkit import PATIENCE_S, make_sweep, runs_of, started_marks, wait_for
 from tests.pg_server import PgServer
-from tests.reliability.reliability_kit import FAKE, assert_drained, sweeper
+from tests.reliability.reliability_kit import assert_drained, sweeper
 
 LR = [0.001, 0.0001]
 DROPOUT = [0.0, 0.1, 0.2, 0.3]
