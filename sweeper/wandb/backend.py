@@ -126,6 +126,7 @@ class WandbBackend(Backend):
         entity, project: where new sweeps go (default: WANDB_ENTITY / WANDB_PROJECT as
             wandb reads them, else your default entity and the spec's `project` or 'sweeper').
         sleep, clock: how retries wait and tell time (tests pass a fake clock).
+        now: the time in epoch seconds, for leases and timestamps (tests pass a fake).
     """
 
     name = "wandb"
@@ -138,8 +139,10 @@ class WandbBackend(Backend):
         project: str | None = None,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
+        now: Callable[[], float] = time.time,
     ) -> None:
         self.home = home or Home()
+        self.now = now
         self.store = SQLiteStore(self.home.store_path)
         self.entity, self.project = entity, project
         self._retry = Retry(timeout_s(), base_url(), sleep, clock)
@@ -175,7 +178,7 @@ class WandbBackend(Backend):
         )
         ref = SweepRef(entity=entity, project=project, id=sweep_id)
         url = self.client.sweep_url(ref)
-        now = time.time()
+        now = self.now()
         with self.store.transaction(immediate=True) as conn:
             conn.execute(
                 "INSERT OR REPLACE INTO wandb_sweeps (id, entity, project, url, name, spec, created_at)"
@@ -224,7 +227,7 @@ class WandbBackend(Backend):
             self._records.pop(sweep_id, None)
             if state in FINAL_SWEEP_STATES:
                 with self.store.transaction(immediate=True) as conn:
-                    _RUNS.stop_pending(conn, sweep_id, state, time.time())
+                    _RUNS.stop_pending(conn, sweep_id, state, self.now())
         self._cache.clear()
         return self._sweep(row, fresh=True)
 
@@ -285,7 +288,7 @@ class WandbBackend(Backend):
         revives its row: cleared, for this agent, a crashed one with attempt + 1.
         """
         exit_reason = None
-        now = time.time()
+        now = self.now()
         with self.store.transaction(immediate=True) as conn:
             for command in commands:
                 kind = command.get("type")
@@ -327,7 +330,7 @@ class WandbBackend(Backend):
                 return None
             # `prefer` puts this agent's runs first, so the one claimed is its own.
             run_id = _RUNS.claim_pending(
-                conn, sweep_id, worker, lease_s, time.time(), prefer=("agent_id", agent_id)
+                conn, sweep_id, worker, lease_s, self.now(), prefer=("agent_id", agent_id)
             )
             assert run_id is not None
             row = _RUNS.row(conn, run_id)
@@ -338,7 +341,7 @@ class WandbBackend(Backend):
 
     def log_epoch(self, run_id: str, worker: str, metrics: dict[str, Any]) -> Control:
         """Log the epoch to the W&B run, heartbeat the agent, relay W&B's stop command."""
-        now = time.time()
+        now = self.now()
         with self.store.transaction(immediate=True) as conn:
             row = _RUNS.owned(conn, run_id, worker)
             if row is None:
@@ -366,7 +369,7 @@ class WandbBackend(Backend):
     def heartbeat(self, run_id: str, worker: str) -> Control:
         """Refresh the lease and heartbeat W&B's agent; relay stop, pause and cancel."""
         with self.store.transaction(immediate=True) as conn:
-            row = _RUNS.beat(conn, run_id, worker, time.time())
+            row = _RUNS.beat(conn, run_id, worker, self.now())
             if row is None:
                 return Control.lost
             ref_row = self._ref_row(row["sweep_id"])
@@ -411,7 +414,7 @@ class WandbBackend(Backend):
                 return False
             ref_row = self._ref_row(row["sweep_id"])
             metric = self._metric(ref_row)
-            ended = _RUNS.finish(conn, row, summary, state, reason, metric, time.time())
+            ended = _RUNS.finish(conn, row, summary, state, reason, metric, self.now())
         self._log_checkpoint(row, ref_row, summary.get("checkpoint_path"))
         self._end_on_server(ended, ref_row, 0, summary)
         return True
@@ -424,7 +427,7 @@ class WandbBackend(Backend):
             if row is None:
                 return False
             ref_row = self._ref_row(row["sweep_id"])
-            now = time.time()
+            now = self.now()
             ended = (
                 self._crash(conn, row, error, now) if crashed else _RUNS.fail(conn, row, error, now)
             )
@@ -456,7 +459,7 @@ class WandbBackend(Backend):
             if row is None:
                 return False
             ref_row = self._ref_row(row["sweep_id"])
-            ended = _RUNS.requeue(conn, row, reason, sweep_state, time.time())
+            ended = _RUNS.requeue(conn, row, reason, sweep_state, self.now())
             queued = ended.state == RunState.pending
             if queued:
                 conn.execute("UPDATE wandb_runs SET agent_id = NULL WHERE id = ?", (run_id,))
@@ -466,7 +469,7 @@ class WandbBackend(Backend):
     def reap_stale(self) -> list[Run]:
         """Crash this host's running runs whose heartbeat is older than their lease (handed
         back to W&B as `fail_run(crashed=True)` does)."""
-        now = time.time()
+        now = self.now()
         with self.store.transaction(immediate=True) as conn:
             stale = conn.execute(
                 "SELECT * FROM wandb_runs WHERE state = ? AND heartbeat_at + lease_s < ?"
@@ -702,7 +705,7 @@ class WandbBackend(Backend):
                     self.client.sweep_url(ref),
                     name,
                     dumps(record.config),
-                    time.time(),
+                    self.now(),
                 ),
             )
         self._records[sweep_id] = (time.monotonic(), record)

@@ -8,7 +8,6 @@ reason.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,8 @@ from sweeper.paths import STORE_ENV, Home
 from sweeper.spec import SweepSpec, parse_spec
 from sweeper.wandb.backend import WandbBackend
 from tests.sweeper.fake_wandb import fresh_wandb_session, serve  # noqa: F401 - autouse fixture
+
+from .conftest import FakeClock
 
 GRID = """
 name: contract
@@ -53,19 +54,22 @@ def epoch(n: int, val_accuracy: float) -> dict[str, Any]:
 
 @pytest.fixture(params=["local", "local-postgres", "wandb"])
 def backend(
-    request: pytest.FixtureRequest, isolated_env: Path, monkeypatch: pytest.MonkeyPatch
+    request: pytest.FixtureRequest,
+    isolated_env: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    clock: FakeClock,
 ) -> Iterator[Backend]:
-    """Each backend on a fresh home: local on SQLite and on a fresh PostgreSQL store (the
-    session's throwaway server, named by SWEEPER_STORE as a user would); W&B on the fake
-    server, retries without waiting."""
+    """Each backend on a fresh home, telling time by `clock`: local on SQLite and on a
+    fresh PostgreSQL store (the session's throwaway server, named by SWEEPER_STORE as a
+    user would); W&B on the fake server, retries without waiting."""
     chosen: Backend
     if request.param.startswith("local"):
         if request.param == "local-postgres":
             monkeypatch.setenv(STORE_ENV, request.getfixturevalue("pg_url"))
-        chosen = LocalBackend(Home())
+        chosen = LocalBackend(Home(), clock=clock)
     else:
         serve(monkeypatch, isolated_env)
-        chosen = WandbBackend(Home(), sleep=lambda s: None)
+        chosen = WandbBackend(Home(), sleep=lambda s: None, now=clock)
     yield chosen
     chosen.close()
     if request.param == "wandb":
@@ -220,11 +224,15 @@ def test_requeue_trains_the_same_run_again_from_the_start(
     assert backend.log_epoch(run.id, "w1", epoch(1, 0.5)) == Control.lost
 
 
-def test_a_silent_run_is_reaped_and_its_worker_told(backend: Backend, spec: SweepSpec) -> None:
+def test_a_silent_run_is_reaped_and_its_worker_told(
+    backend: Backend, spec: SweepSpec, clock: FakeClock
+) -> None:
     sweep = backend.create_sweep(spec)
-    run = backend.claim_run(sweep.id, "w", lease_s=0.01).run
+    run = backend.claim_run(sweep.id, "w", lease_s=30).run
     assert run is not None
-    time.sleep(0.05)
+    clock.advance(29)
+    assert backend.reap_stale() == []
+    clock.advance(2)
     reaped = backend.reap_stale()
     assert [r.id for r in reaped] == [run.id]
     assert backend.get_run(run.id).state == RunState.crashed
