@@ -89,7 +89,7 @@ def locate(home: Home, ref: str | None) -> tuple[Backend, Sweep]:
     Raises NotFoundError for a sweep nobody holds, SweeperError when no sweep is given
     and none was created yet.
     """
-    from sweeper.wandb.backend import recorded
+    from sweeper.wandb.references import recorded
 
     local = local_backend(home)
     target = ref or local.store.get_current()
@@ -118,7 +118,7 @@ def locate_all(home: Home, refs: Sequence[str]) -> tuple[Backend, list[Sweep]]:
 
 def list_all(home: Home) -> list[Sweep]:
     """Every sweep this home knows, newest first: local ones and the W&B sweeps recorded here."""
-    from sweeper.wandb.backend import recorded
+    from sweeper.wandb.references import recorded
 
     local = local_backend(home)
     sweeps = local.list_sweeps()

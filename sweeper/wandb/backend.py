@@ -36,7 +36,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import socket
 import sqlite3
 import time
@@ -54,9 +53,11 @@ from sweeper.models import MAX_CRASH_RETRIES, Claim, Control, Run, RunState, Swe
 from sweeper.paths import Home
 from sweeper.run_config import flatten_config
 from sweeper.spec import SweepSpec, parse_spec
-from sweeper.store import SQLiteStore, Store
+from sweeper.store import SQLiteStore
+from sweeper.wandb import records
 from sweeper.wandb.client import RealClient, RunRecord, SweepRecord, SweepRef
 from sweeper.wandb.credentials import base_url, redact, require_credentials
+from sweeper.wandb.references import matching, sweep_ref
 from sweeper.wandb.retry import Retry, timeout_s
 
 log = logging.getLogger(__name__)
@@ -72,36 +73,6 @@ _ALLOWED = {
     SweepState.running: {SweepState.paused, SweepState.canceled, SweepState.finished},
     SweepState.paused: {SweepState.running, SweepState.canceled, SweepState.finished},
 }
-#: W&B sweep states (upper case on the server) as ours.
-_SWEEP_STATES = {
-    "RUNNING": SweepState.running,
-    "PENDING": SweepState.running,
-    "PAUSED": SweepState.paused,
-    "CANCELED": SweepState.canceled,
-    "FINISHED": SweepState.finished,
-    "FAILED": SweepState.finished,
-    "CRASHED": SweepState.finished,
-}
-_TO_WANDB_STATE = {
-    SweepState.running: "RUNNING",
-    SweepState.paused: "PAUSED",
-    SweepState.canceled: "CANCELED",
-    SweepState.finished: "FINISHED",
-}
-#: W&B run states as ours; `sweeper_state` in the summary refines them (see `_run_state`).
-_RUN_STATES = {
-    "running": RunState.running,
-    "pending": RunState.pending,
-    "preempting": RunState.pending,
-    "preempted": RunState.pending,
-    "finished": RunState.finished,
-    "crashed": RunState.crashed,
-    "failed": RunState.failed,
-    "killed": RunState.stopped,
-}
-#: Summary keys sweeper writes next to the trainer's result.
-STATE_KEY = "sweeper_state"
-REASON_KEY = "sweeper_reason"
 _SWEEP_CONTROL = {SweepState.paused: Control.pause, SweepState.canceled: Control.cancel}
 
 
@@ -221,8 +192,8 @@ class WandbBackend(Backend):
             self._retry(
                 f"set sweep {sweep_id} {state.value}",
                 self.client.set_sweep_state,
-                _ref(row),
-                _TO_WANDB_STATE[state],
+                sweep_ref(row),
+                records.TO_WANDB_STATE[state],
             )
             self._records.pop(sweep_id, None)
             if state in FINAL_SWEEP_STATES:
@@ -266,7 +237,9 @@ class WandbBackend(Backend):
         if found is not None:
             return str(found["agent_id"])
         host = socket.gethostname()
-        agent_id = self._retry("register an agent", self.client.register_agent, _ref(row), host)
+        agent_id = self._retry(
+            "register an agent", self.client.register_agent, sweep_ref(row), host
+        )
         with self.store.transaction(immediate=True) as conn:
             conn.execute(
                 "INSERT OR IGNORE INTO wandb_agents (sweep_id, worker, agent_id) VALUES (?, ?, ?)",
@@ -358,7 +331,7 @@ class WandbBackend(Backend):
         self._retry(
             f"log epoch {epoch} of run {run_id}",
             self.client.log_epoch,
-            _ref(ref_row),
+            sweep_ref(ref_row),
             run_id,
             json.loads(row["config"]),
             metrics,
@@ -505,7 +478,7 @@ class WandbBackend(Backend):
         self._retry(
             f"upload the checkpoint of run {row['id']}",
             self.client.log_checkpoint,
-            _ref(ref_row),
+            sweep_ref(ref_row),
             row["id"],
             json.loads(row["config"]),
             Path(path),
@@ -525,11 +498,15 @@ class WandbBackend(Backend):
         self._retry(
             f"end run {row['id']}",
             self.client.end_run,
-            _ref(ref_row),
+            sweep_ref(ref_row),
             row["id"],
             json.loads(row["config"]),
             engine.plain(
-                {**(summary or {}), STATE_KEY: ended.state.value, REASON_KEY: ended.reason}
+                {
+                    **(summary or {}),
+                    records.STATE_KEY: ended.state.value,
+                    records.REASON_KEY: ended.reason,
+                }
             ),
             exit_code,
             preempted,
@@ -545,7 +522,10 @@ class WandbBackend(Backend):
             return cached[1]
         ref_row = self._ref_row(sweep_id)
         records = self._retry(
-            f"list the runs of sweep {sweep_id}", self.client.list_runs, _ref(ref_row), with_history
+            f"list the runs of sweep {sweep_id}",
+            self.client.list_runs,
+            sweep_ref(ref_row),
+            with_history,
         )
         with self.store.transaction() as conn:
             local = {
@@ -570,7 +550,9 @@ class WandbBackend(Backend):
                 else conn.execute("SELECT * FROM wandb_sweeps ORDER BY created_at DESC").fetchall()
             )
         for ref_row in refs:
-            record = self._retry(f"read run {run_id}", self.client.get_run, _ref(ref_row), run_id)
+            record = self._retry(
+                f"read run {run_id}", self.client.get_run, sweep_ref(ref_row), run_id
+            )
             if record is not None or row is not None:
                 return self._merge(ref_row, row, record)
         raise NotFoundError(f"no run with id {run_id!r} in the W&B sweeps recorded here")
@@ -586,30 +568,14 @@ class WandbBackend(Backend):
     ) -> Run:
         """A Run from this host's row (authoritative for state, it ends runs first) and the
         server's record (authoritative for history and summary)."""
-        history = _history(record.history) if record is not None else []
+        history = records.history(record.history) if record is not None else []
         if row is None:
             assert record is not None
             name, goal = self._metric(ref_row)
-            summary = _summary(record.summary)
-            best = None
-            for epoch in history:
-                best = engine.better(best, epoch.get(name), goal)
-            created = record.created_at or datetime.now(timezone.utc)
-            return Run(
-                id=record.id,
-                sweep_id=ref_row["id"],
-                state=_run_state(record),
-                config=flatten_config(record.config),
-                metric=best if best is not None else engine.better(None, summary.get(name), goal),
-                epochs=len(history),
-                history=history,
-                summary=summary,
-                reason=record.summary.get(REASON_KEY),
-                created_at=created,
-            )
+            return records.run_from_record(ref_row["id"], record, name, goal)
         run = _RUNS.to_run(row, history)
         if record is not None and not run.summary:
-            run.summary = _summary(record.summary)
+            run.summary = records.summary(record.summary)
         if history and run.state not in (RunState.pending,):
             run.epochs = max(run.epochs, len(history))
         return run
@@ -625,7 +591,7 @@ class WandbBackend(Backend):
             id=row["id"],
             name=row["name"],
             backend=self.name,
-            state=_SWEEP_STATES.get(record.state.upper(), SweepState.running),
+            state=records.sweep_state(record.state),
             method=spec.method,
             metric_name=spec.metric_name,
             metric_goal=spec.metric_goal,
@@ -640,12 +606,12 @@ class WandbBackend(Backend):
         cached = self._records.get(row["id"])
         if cached is not None and not fresh and time.monotonic() - cached[0] < RUNS_CACHE_S:
             return cached[1]
-        record = self._retry(f"read sweep {row['id']}", self.client.get_sweep, _ref(row))
+        record = self._retry(f"read sweep {row['id']}", self.client.get_sweep, sweep_ref(row))
         self._records[row["id"]] = (time.monotonic(), record)
         return record
 
     def _record_state(self, row: sqlite3.Row, fresh: bool = False) -> SweepState:
-        return _SWEEP_STATES.get(self._record(row, fresh).state.upper(), SweepState.running)
+        return records.sweep_state(self._record(row, fresh).state)
 
     def _spec(self, row: sqlite3.Row) -> SweepSpec:
         """The spec the sweep was registered with (kept here, so no server call), parsed once."""
@@ -670,18 +636,14 @@ class WandbBackend(Backend):
             return self._adopt(ref)
         with self.store.transaction() as conn:
             rows = conn.execute("SELECT * FROM wandb_sweeps ORDER BY created_at, rowid").fetchall()
-        for matches in (
-            [r for r in rows if r["id"] == ref],
-            [r for r in rows if r["name"] == ref],
-            [r for r in rows if len(ref) >= 3 and r["id"].startswith(ref)],
-        ):
-            if len(matches) == 1:
-                return matches[0]
-            if len(matches) > 1:
-                ids = ", ".join(r["id"] for r in matches)
-                raise NotFoundError(
-                    f"{ref!r} matches {len(matches)} W&B sweeps ({ids}); give the sweep id"
-                )
+        matches = matching(rows, ref)
+        if len(matches) == 1:
+            return matches[0]
+        if len(matches) > 1:
+            ids = ", ".join(r["id"] for r in matches)
+            raise NotFoundError(
+                f"{ref!r} matches {len(matches)} W&B sweeps ({ids}); give the sweep id"
+            )
         known = [r["id"] for r in rows] + [r["name"] for r in rows]
         raise NotFoundError(
             f"no W&B sweep {ref!r} recorded here{did_you_mean(ref, known)}; give it as "
@@ -718,59 +680,3 @@ class WandbBackend(Backend):
         if row is None:
             raise NotFoundError(f"no W&B sweep with id {sweep_id!r} recorded here")
         return row
-
-
-def _ref(row: sqlite3.Row) -> SweepRef:
-    return SweepRef(entity=row["entity"], project=row["project"], id=row["id"])
-
-
-_EPOCH_KEYS = re.compile(r"^[A-Za-z]")
-
-
-def _history(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Per-epoch metrics from W&B history rows: wandb's `_step`-like keys dropped, the last
-    row of each epoch kept (a resumed run logs its epochs again), in epoch order."""
-    by_epoch: dict[int, dict[str, Any]] = {}
-    for row in rows:
-        metrics = {k: v for k, v in row.items() if _EPOCH_KEYS.match(str(k)) and v is not None}
-        epoch = metrics.get("epoch")
-        if isinstance(epoch, int | float) and not isinstance(epoch, bool):
-            by_epoch[int(epoch)] = metrics
-    return [by_epoch[e] for e in sorted(by_epoch)]
-
-
-def _summary(summary: Mapping[str, Any]) -> dict[str, Any]:
-    return {
-        k: v
-        for k, v in summary.items()
-        if not str(k).startswith("_") and k not in (STATE_KEY, REASON_KEY)
-    }
-
-
-def _run_state(record: RunRecord) -> RunState:
-    """W&B's state, refined by what sweeper wrote: W&B has no 'stopped', and a run sweeper
-    ended as crashed shows as failed there (exit code 1)."""
-    written = record.summary.get(STATE_KEY)
-    state = _RUN_STATES.get(record.state.lower(), RunState.crashed)
-    if (
-        state in (RunState.finished, RunState.failed, RunState.pending)
-        and written in RunState.__members__
-    ):
-        return RunState(written)
-    return state
-
-
-def recorded(store: Store, ref: str | None = None) -> bool:
-    """Whether the store holds W&B sweep references: any at all, or one that `ref` names
-    (by id, name or id prefix, as `WandbBackend.get_sweep` resolves it).
-
-    Reads only the local store, so `sweeper` can pick the backend of a sweep offline.
-    """
-    with store.transaction() as conn:
-        rows = conn.execute("SELECT id, name FROM wandb_sweeps").fetchall()
-    if ref is None:
-        return bool(rows)
-    return any(
-        r["id"] == ref or r["name"] == ref or (len(ref) >= 3 and r["id"].startswith(ref))
-        for r in rows
-    )

@@ -28,8 +28,8 @@ from sweeper.locate import open_backend
 from sweeper.models import Control, RunState, SweepState
 from sweeper.paths import Home
 from sweeper.spec import SweepSpec, load_spec, parse_spec
-from sweeper.wandb.backend import WandbBackend, _history, _run_state, recorded
-from sweeper.wandb.client import RunRecord
+from sweeper.wandb.backend import WandbBackend
+from sweeper.wandb.references import recorded
 from sweeper.wandb.retry import Retry
 from tests.standin_http import standin
 from tests.sweeper.fake_wandb import KEY, FakeWandb, fresh_wandb_session, serve  # noqa: F401 - autouse fixture
@@ -300,35 +300,6 @@ def test_entity_and_project_come_from_options_then_wandb_env(
         "me",
         "mine",
     )
-
-
-@pytest.mark.parametrize(
-    ("state", "written", "ours"),
-    [
-        ("running", None, RunState.running),
-        ("finished", None, RunState.finished),
-        ("finished", "stopped", RunState.stopped),
-        ("failed", "crashed", RunState.crashed),
-        ("failed", None, RunState.failed),
-        ("crashed", None, RunState.crashed),
-        ("killed", None, RunState.stopped),
-        ("preempted", "pending", RunState.pending),
-        ("something-new", None, RunState.crashed),
-    ],
-)
-def test_w_and_b_run_states_map_to_ours(state: str, written: str | None, ours: RunState) -> None:
-    summary = {} if written is None else {"sweeper_state": written}
-    assert _run_state(RunRecord(id="r", state=state, summary=summary)) == ours
-
-
-def test_history_drops_wandb_keys_and_keeps_the_last_row_per_epoch() -> None:
-    rows = [
-        {"_step": 0, "epoch": 1, "val_accuracy": 0.1},
-        {"_step": 1, "epoch": 1, "val_accuracy": 0.2},  # a resumed run logs epoch 1 again
-        {"_step": 2, "epoch": 2, "val_accuracy": 0.3, "_runtime": 4},
-        {"_step": 3, "system/gpu": 1.0},
-    ]
-    assert _history(rows) == [{"epoch": 1, "val_accuracy": 0.2}, {"epoch": 2, "val_accuracy": 0.3}]
 
 
 def test_list_runs_is_cached_for_a_report_build(fake: FakeWandb, clock: FakeClock) -> None:
