@@ -217,7 +217,7 @@ def sweeper_way(
     setup: Setup, home: Path, gpus: str = "none", per_gpu: int = 1, wandb: str = "offline"
 ) -> WayResult:
     """`sweeper create` + `sweeper agent` as subprocesses; the runs read back from the store."""
-    from sweeper.backends import open_backend
+    from sweeper.locate import open_backend
     from sweeper.paths import Home
 
     spec_file = home / "head_bayes.yaml"
