@@ -164,7 +164,7 @@ class LocalBackend(Backend):
             if queued.method == "grid":
                 # Grid search proposes the first unused config in a fixed order: concurrent
                 # claimers would all propose the same one and all but one lose. It is cheap.
-                return self._propose_locked(conn, sweep_id, worker, lease_s, queued, now)
+                return self._propose_locked(conn, sweep_id, worker, lease_s, queued)
         spec = queued
         discrete = engine.discrete_space(spec.raw.get("parameters") or {}) is not None
         reads_runs = engine.needs_runs(spec)
@@ -186,7 +186,7 @@ class LocalBackend(Backend):
             queued = self._claim_without_engine(conn, sweep_id, worker, lease_s, now)
             if isinstance(queued, Claim):
                 return queued
-            return self._propose_locked(conn, sweep_id, worker, lease_s, spec, now)
+            return self._propose_locked(conn, sweep_id, worker, lease_s, spec)
 
     def _claim_without_engine(
         self, conn: Connection, sweep_id: str, worker: str, lease_s: float, now: float
@@ -216,12 +216,12 @@ class LocalBackend(Backend):
         worker: str,
         lease_s: float,
         spec: SweepSpec,
-        now: float,
     ) -> Claim:
         """Propose and hand the proposal out in the caller's write transaction, where no
-        other claim can take its config first."""
+        other claim can take its config first. The lease starts when the run is handed
+        out: a proposal can take seconds (the engine's first import, a bayes fit)."""
         outcome = engine.propose(spec, self._proposal_runs(conn, sweep_id, spec))
-        return self._hand_out(conn, sweep_id, worker, lease_s, outcome, now)
+        return self._hand_out(conn, sweep_id, worker, lease_s, outcome, self.clock())
 
     def _proposal_runs(
         self, conn: Connection, sweep_id: str, spec: SweepSpec

@@ -10,6 +10,7 @@ import subprocess
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -188,6 +189,29 @@ def test_plain_failure_is_not_retried(backend: LocalBackend, make_spec: MakeSpec
     run = backend.get_run(run_id)
     assert (run.state, run.reason) == (RunState.failed, "CUDA out of memory: lower batch_size")
     assert backend.list_runs(sweep.id)[-1].id == run_id
+
+
+@pytest.mark.parametrize("method", ["grid", "random"])
+def test_a_lease_starts_when_the_run_is_handed_out_not_before_the_proposal(
+    backend: LocalBackend,
+    make_spec: MakeSpec,
+    clock: FakeClock,
+    monkeypatch: pytest.MonkeyPatch,
+    method: str,
+) -> None:
+    # The engine's first import or a bayes fit can take longer than a short lease.
+    propose = engine.propose
+
+    def slow_propose(*args: Any, **kwargs: Any) -> Any:
+        clock.advance(5)
+        return propose(*args, **kwargs)
+
+    monkeypatch.setattr(engine, "propose", slow_propose)
+    sweep = backend.create_sweep(make_spec(GRID_6, method=method))
+    run = backend.claim_run(sweep.id, "w1", lease_s=1).run
+    assert run is not None and run.heartbeat_at is not None
+    assert run.heartbeat_at.timestamp() == pytest.approx(clock())
+    assert backend.reap_stale() == []
 
 
 def test_reap_stale_crashes_and_requeues_a_silent_run(
