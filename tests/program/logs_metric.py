@@ -1,0 +1,31 @@
+"""A user's script that reads only `wandb.config` and logs `score` for `steps` steps.
+
+Knobs through the environment, so one script serves every test: PROGRAM_FAIL=1 exits
+with an error on stderr; PROGRAM_HANG=1 sleeps after its first step (to be stopped);
+PROGRAM_OUT names a file the config is appended to as JSON (what the script received).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+
+import wandb
+
+run = wandb.init()
+config = dict(run.config)
+if out := os.environ.get("PROGRAM_OUT"):
+    with open(out, "a") as f:
+        f.write(json.dumps({"run": run.id, "config": config, "argv": sys.argv[1:]}) + "\n")
+if os.environ.get("PROGRAM_FAIL"):
+    print("about to fail", flush=True)
+    print("ValueError: lr too large for this script", file=sys.stderr, flush=True)
+    sys.exit(3)
+steps = int(config.get("steps", 3))
+for step in range(steps):
+    run.log({"score": float(config.get("lr", 1)) * (step + 1), "step_seen": step})
+    if os.environ.get("PROGRAM_HANG") and step == 0:
+        time.sleep(600)
+run.finish()
