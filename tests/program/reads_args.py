@@ -11,7 +11,7 @@ import wandb
 args = sys.argv[1:]
 if out := os.environ.get("PROGRAM_OUT"):
     with open(out, "a") as f:
-        f.write(json.dumps({"argv": args}) + "\n")
+        f.write(json.dumps({"argv": args, "executable": sys.executable}) + "\n")
 run = wandb.init(config={})
 run.log({"score": float(len(args))})
 run.finish()
