@@ -4,7 +4,9 @@ user's own script, the way `wandb agent` would run it, offline."""
 from __future__ import annotations
 
 import json
+import signal
 import sys
+import time
 from collections import Counter
 
 import pytest
@@ -147,3 +149,17 @@ def test_four_racing_agents_finish_each_grid_config_exactly_once(project: Projec
     finished = Counter(r.config["lr"] for r in runs if r.state == RunState.finished)
     assert finished == Counter([0.1, 0.2, 0.3, 0.4, 0.5, 0.6])
     assert Counter(r["config"]["lr"] for r in project.received()) == finished
+
+
+@pytest.mark.slow
+def test_sigterm_to_the_agent_stops_the_program_and_requeues_its_run(project: Project) -> None:
+    project.env["PROGRAM_HANG_BELOW"] = "10"  # every run waits until it is stopped
+    sweep_id = project.create(NESTED)
+    agent = project.agent(sweep_id)
+    while not (project.out.exists() and project.out.read_text()):
+        assert agent.poll() is None, agent.communicate()[0]
+        time.sleep(0.05)
+    agent.send_signal(signal.SIGTERM)
+    output, _ = agent.communicate(timeout=120)
+    (run,) = project.runs(sweep_id)
+    assert (run.state, run.reason) == (RunState.pending, "agent stopped (SIGTERM)"), output
