@@ -9,7 +9,10 @@ differences a local agent needs: `${interpreter}` is this environment's Python
 (`sys.executable`, where wandb writes `python`), and the script runs in its own process
 group, offline, its wandb files under the sweep's home so `sweeper sync` finds them.
 
-Stopping is wandb's: SIGTERM to the group, SIGKILL after `KILL_DELAY_S`.
+Stopping is wandb's: SIGTERM to the group, SIGKILL after `KILL_DELAY_S`. On Linux the
+script also dies with its worker (a `kill -9` of the agent), as the worker dies with its
+supervisor: a two-line launcher asks the kernel for SIGKILL at the worker's death, then
+execs the command in its place (same process, no extra one left running).
 """
 
 from __future__ import annotations
@@ -27,6 +30,13 @@ from typing import Any
 
 #: W&B agent's grace between SIGTERM and SIGKILL (`Agent.KILL_DELAY`).
 KILL_DELAY_S = 30.0
+#: Run as `python -S -c _LAUNCHER WORKER_PID COMMAND...`: PR_SET_PDEATHSIG (1) survives exec.
+_LAUNCHER = (
+    "import ctypes, os, signal, sys\n"
+    "ctypes.CDLL(None).prctl(1, signal.SIGKILL, 0, 0, 0)\n"
+    "os.getppid() == int(sys.argv[1]) or os._exit(137)\n"
+    "os.execvp(sys.argv[2], sys.argv[2:])\n"
+)
 
 
 def nest_config(parameters: Mapping[str, Any], flat: Mapping[str, Any]) -> dict[str, Any]:
@@ -112,8 +122,11 @@ class ProgramProcess:
             WANDB_MODE="offline",
         )
         self.wandb_dir, self.run_id = wandb_dir, run_id
+        argv = self.command
+        if sys.platform.startswith("linux"):
+            argv = [sys.executable, "-S", "-c", _LAUNCHER, str(os.getpid()), *argv]
         self.proc = subprocess.Popen(
-            self.command, cwd=cwd, env=env, stdin=subprocess.DEVNULL, start_new_session=True
+            argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, start_new_session=True
         )
         self.terminated_at: float | None = None
 
