@@ -45,8 +45,9 @@ from typing import IO, Any, NoReturn
 from agent.memory import MemoryReading, free_run_memory
 from sweeper.backends.base import Backend
 from sweeper.locate import open_backend
-from sweeper.models import Control, RunState
+from sweeper.models import Control, Run, RunState, Sweep
 from sweeper.paths import Home, private_dir
+from sweeper.spec.program_layer import kind_of
 
 log = logging.getLogger("agent.worker")
 
@@ -55,6 +56,8 @@ EXIT_OK = 0
 EXIT_START_FAILED = 3
 
 TrainFn = Callable[..., Any]
+#: How often a program run's exit, stop requests and `.wandb` file are looked at.
+PROGRAM_POLL_S = 0.1
 
 
 def load_trainer(ref: str, option: str = "--trainer") -> TrainFn:
@@ -234,6 +237,8 @@ class Worker:
         run = backend.get_run(run_id)
         sweep = backend.get_sweep(run.sweep_id)
         log.info("run %s: config %s", run_id, json.dumps(run.config, sort_keys=True, default=str))
+        if kind_of(sweep.spec) == "program":
+            return self._run_program(run, sweep)
         overrides = {
             "checkpoint_dir": str(self.home.checkpoint_dir(run.sweep_id, run_id)),
             "cache_dir": str(self.home.cache_dir),
@@ -275,6 +280,59 @@ class Worker:
         finally:
             self.wandb.finish(summary, state)
         return state
+
+    def _run_program(self, run: Run, sweep: Sweep) -> str:
+        """Run the user's script for `run` (agent.program) and report how it ended.
+
+        While it runs, what it logs with wandb is read from its `.wandb` file: each history
+        row goes to `log_epoch` (hyperband, the live table). A stop request (hyperband,
+        pause, cancel, SIGTERM, a lost lease) stops its process group as `wandb agent`
+        does. Exit 0: finished with W&B's summary; another code: failed with the tail of
+        its output; killed by a signal nobody here sent: crashed, and re-queued.
+        """
+        from agent.program import ProgramProcess, describe_exit, log_tail, nest_config
+        from sweeper.wandb.run_metrics import RunMetrics
+
+        assert self.backend is not None
+        backend, run_id = self.backend, run.id
+        args = nest_config(sweep.spec.get("parameters") or {}, run.config)
+        if self.stop.event.is_set():
+            return self._end(run_id, None)
+        program = ProgramProcess(sweep.spec, sweep.id, run_id, args, self.home.wandb_dir)
+        log.info("run %s: %s", run_id, " ".join(program.command))
+        metrics: RunMetrics | None = None
+        rule = (sweep.spec.get("early_terminate") or {}).get("type", "early_terminate")
+
+        def report(rows: list[dict[str, Any]]) -> None:
+            for row in rows:
+                values = {"epoch": row["_step"] + 1, **row}
+                control = backend.log_epoch(run_id, self.name, values)
+                if control != Control.proceed:
+                    detail = f" by {rule} at step {row['_step']}" if control == Control.stop else ""
+                    self.stop.request(control, _control_reason(control, detail), interrupt=True)
+
+        while True:
+            code = program.wait(PROGRAM_POLL_S)
+            if metrics is None and (found := program.wandb_file()) is not None:
+                metrics = RunMetrics(found)
+            if metrics is not None and self.stop.kind != Control.lost:
+                report(metrics.read())
+            if code is not None:
+                break
+            if self.stop.event.is_set():
+                program.stop()
+        summary = metrics.summary() if metrics is not None else {}
+        if self.stop.kind is not None:
+            return self._end(run_id, summary)
+        if code == 0:
+            backend.finish_run(run_id, self.name, summary)
+            return RunState.finished.value
+        if code < 0:
+            backend.fail_run(run_id, self.name, f"program {describe_exit(code)}", crashed=True)
+            return RunState.crashed.value
+        tail = log_tail(self.home.log_path(sweep.id, run_id))
+        backend.fail_run(run_id, self.name, f"program {describe_exit(code)}: {tail}")
+        return RunState.failed.value
 
     def _end(self, run_id: str, summary: dict[str, Any] | None) -> str:
         """Report the end of a run that returned or was interrupted, by why it stopped."""

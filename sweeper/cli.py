@@ -153,14 +153,17 @@ def validate(
         try:
             spec = load_spec(file)
         except SpecError as e:
-            results.append({"file": str(file), "valid": False, "problems": e.problems})
+            results.append(
+                {"file": str(file), "valid": False, "problems": e.problems, "kind": None}
+            )
             if not as_json:
                 err.print(f"[red]✗[/red] {escape(str(e))}", highlight=False)
         else:
-            results.append({"file": str(file), "valid": True, "problems": []})
+            results.append({"file": str(file), "valid": True, "problems": [], "kind": spec.kind})
             if not as_json:
                 out.print(
-                    f"[green]✓[/green] {escape(str(file))}: {spec.method} sweep on {spec.metric_name}",
+                    f"[green]✓[/green] {escape(str(file))}: {spec.kind} {spec.method} sweep "
+                    f"on {spec.metric_name}",
                     highlight=False,
                 )
     if as_json:

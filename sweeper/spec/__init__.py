@@ -4,7 +4,8 @@ The package's modules, one layer each:
 
 - `loading`: reading the file, PyYAML's safe loader with duplicate keys refused, plain data;
 - `schema`: W&B's own sweep-config schema, alone (usable for any W&B spec);
-- `trainer_layer`: every parameter name and value against `trainer.TrainConfig`;
+- `trainer_layer`: a trainer sweep's every parameter name and value against `trainer.TrainConfig`;
+- `program_layer`: a program sweep's (the user's own script) local checks, and which kind a spec is;
 - `messages`: the sentences problems are written in;
 - `swept`: which parameters a spec varies (the one definition);
 - `sweep_spec`: `SweepSpec` and `parse_spec` / `load_spec`, which run the layers.

@@ -1,9 +1,10 @@
 """`SweepSpec`, the validated spec, and `parse_spec` / `load_spec`, which build it.
 
 Validation runs in layers, each its own module: loading (`loading`: safe YAML, plain
-data), W&B's schema (`schema`), then the trainer's settings (`trainer_layer`), then W&B's
-schema once more on the whole document. All problems of a layer are reported at once in
-one `SpecError`, W&B's before the trainer's.
+data), W&B's schema (`schema`), then the trainer's settings (`trainer_layer`) for a
+trainer sweep or the local checks of a program sweep (`program_layer`: the user's own
+script and parameter names), then W&B's schema once more on the whole document. All
+problems of a layer are reported at once in one `SpecError`, W&B's before the others.
 
 The layers are imported when a spec is validated, not with this module: a stored spec
 (`SweepSpec.model_validate_json`) needs none of them, and `sweeper ls` and `status`
@@ -22,12 +23,13 @@ from sweeper.spec.swept import swept_parameters
 
 
 class Parameter(BaseModel):
-    """One trainer setting of a spec's `parameters`, as wandb's engine sees it."""
+    """One setting of a spec's `parameters`, as wandb's engine sees it."""
 
     model_config = ConfigDict(frozen=True)
 
     name: str = Field(
-        description="The TrainConfig field (a nested group's label is not part of it)."
+        description="The setting's name: a TrainConfig field, or a program's own parameter "
+        "(a nested group's label is not part of it)."
     )
     path: str = Field(description="Key path in the spec, e.g. 'parameters.lr'.")
     distribution: str = Field(
@@ -53,6 +55,10 @@ class SweepSpec(BaseModel):
     source: str = Field(description="The file it came from, or '<string>'.")
     name: str | None = None
     method: Literal["bayes", "random", "grid"]
+    kind: Literal["trainer", "program"] = Field(
+        "trainer",
+        description="trainer: the built-in trainer's settings; program: the user's own script.",
+    )
     metric_name: str
     metric_goal: Literal["maximize", "minimize"]
     run_cap: int | None = None
@@ -63,7 +69,7 @@ class SweepSpec(BaseModel):
     )
 
     def parameter_space(self) -> dict[str, Parameter]:
-        """Every trainer setting the spec gives, by TrainConfig field name, in spec order."""
+        """Every setting the spec gives, by name (a trainer sweep's are TrainConfig fields), in spec order."""
         from sweeper.spec import schema
 
         leaves = schema.walk(self.raw.get("parameters"), "parameters", [])
@@ -112,13 +118,15 @@ def load_spec(path: str | Path) -> SweepSpec:
     return parse_spec(read_text(path), str(path))
 
 
-def parse_spec(text: str, source: str = "<string>") -> SweepSpec:
-    """Validate YAML text as a sweep spec; raise `SpecError` listing every problem."""
+def parse_spec(text: str, source: str = "<string>", cwd: Path | None = None) -> SweepSpec:
+    """Validate YAML text as a sweep spec; raise `SpecError` listing every problem.
+
+    `cwd` is where agents will run a program sweep's script (default: the working directory).
+    """
     from sweeper.spec import schema
     from sweeper.spec.loading import load_yaml, plain_data_problems
     from sweeper.spec.messages import describe
-    from sweeper.spec.trainer_layer import trainer_problems
-    from trainer.config import TrainConfig
+    from sweeper.spec.program_layer import kind_of, program_problems
 
     data = load_yaml(text, source)
     if data is None:
@@ -135,8 +143,16 @@ def parse_spec(text: str, source: str = "<string>") -> SweepSpec:
     problems = plain_data_problems(data)
     if problems:
         raise SpecError(source, problems)
-    checked = schema.check(data, settings=TrainConfig.model_fields)
-    problems = checked.problems + trainer_problems(data, checked)
+    kind = kind_of(data)
+    if kind == "program":
+        checked = schema.check(data)
+        problems = checked.problems + program_problems(data, cwd or Path.cwd())
+    else:
+        from sweeper.spec.trainer_layer import trainer_problems
+        from trainer.config import TrainConfig
+
+        checked = schema.check(data, settings=TrainConfig.model_fields)
+        problems = checked.problems + trainer_problems(data, checked)
     if problems:
         raise SpecError(source, problems)
     problems = schema.document_problems(data)
@@ -147,6 +163,7 @@ def parse_spec(text: str, source: str = "<string>") -> SweepSpec:
         raw=data,
         source=source,
         name=data.get("name"),
+        kind=kind,
         method=data["method"],
         metric_name=metric["name"],
         metric_goal=metric.get("goal", schema.DEFAULT_GOAL),

@@ -73,6 +73,22 @@ def test_validate_json_lists_problems(spec_file: Path, bad_spec: Path) -> None:
     assert any("dropuot" in p for p in results[1]["problems"])
 
 
+def test_validate_says_which_kind_it_judged(
+    spec_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "train.py").touch()
+    program = tmp_path / "program.yaml"
+    program.write_text(
+        GRID.replace("parameters:", "program: train.py\nparameters:\n  epochs_x: {value: 1}")
+    )
+    code, stdout, _ = invoke("validate", "--json", str(spec_file), str(program))
+    assert code == 0
+    assert [r["kind"] for r in json.loads(stdout)] == ["trainer", "program"]
+    code, stdout, _ = invoke("validate", str(program))
+    assert "program grid sweep on val_accuracy" in stdout
+
+
 def test_create_prints_id_and_next_command(spec_file: Path) -> None:
     code, stdout, _ = invoke("create", str(spec_file))
     assert code == 0, stdout

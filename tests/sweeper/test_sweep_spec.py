@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import random
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -547,7 +548,8 @@ def test_deprecated_distribution_is_accepted_with_wandbs_warning() -> None:
     assert spec.warnings[0].startswith("parameters.lr: uses log_uniform")
 
 
-def test_valid_spec_fields() -> None:
+def test_valid_spec_fields(tmp_path: Path) -> None:
+    (tmp_path / "train.py").touch()
     text = make(
         {"opt": {"parameters": {"momentum": {"values": [0.8, 0.9]}}}},
         name="head",
@@ -557,9 +559,10 @@ def test_valid_spec_fields() -> None:
         command=["${env}", "python", "${program}", "${args}"],
         description="all of W&B's keys",
     )
-    spec = parse_spec(text, "head.yaml")
+    spec = parse_spec(text, "head.yaml", cwd=tmp_path)
     assert spec.raw == yaml.safe_load(text)
     assert (spec.source, spec.name, spec.method, spec.run_cap) == ("head.yaml", "head", "bayes", 10)
+    assert spec.kind == "program"
     assert (spec.metric_name, spec.metric_goal) == ("val_accuracy", "maximize")
     assert spec.early_terminate == {"type": "hyperband", "min_iter": 2, "eta": 2}
     assert spec.warnings == []

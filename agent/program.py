@@ -1,0 +1,188 @@
+"""A program run: the user's own script, started and stopped the way `wandb agent` does.
+
+`wandb agent` (wandb/wandb_agent.py, `Agent._command_run`) builds the command with
+wandb's helpers `create_sweep_command` (`${envvar:NAME}`) and `create_sweep_command_args`
+(every `${args...}` form), writes the run's parameters to `WANDB_SWEEP_PARAM_PATH` (the
+YAML that a bare `wandb.init()` reads into `wandb.config`), and for `${args_json_file}`
+a JSON file beside it. This module does the same with the same helpers, with two
+differences a local agent needs: `${interpreter}` is this environment's Python
+(`sys.executable`, where wandb writes `python`), and the script runs in its own process
+group, offline, its wandb files under the sweep's home so `sweeper sync` finds them.
+
+Stopping is wandb's: SIGTERM to the group, SIGKILL after `KILL_DELAY_S`. On Linux the
+script also dies with its worker (a `kill -9` of the agent), as the worker dies with its
+supervisor: a two-line launcher asks the kernel for SIGKILL at the worker's death, then
+execs the command in its place (same process, no extra one left running).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+#: W&B agent's grace between SIGTERM and SIGKILL (`Agent.KILL_DELAY`).
+KILL_DELAY_S = 30.0
+#: Run as `python -S -c _LAUNCHER WORKER_PID COMMAND...`: PR_SET_PDEATHSIG (1) survives exec.
+_LAUNCHER = (
+    "import ctypes, os, signal, sys\n"
+    "ctypes.CDLL(None).prctl(1, signal.SIGKILL, 0, 0, 0)\n"
+    "os.getppid() == int(sys.argv[1]) or os._exit(137)\n"
+    "os.execvp(sys.argv[2], sys.argv[2:])\n"
+)
+
+
+def nest_config(parameters: Mapping[str, Any], flat: Mapping[str, Any]) -> dict[str, Any]:
+    """The run's values in the spec's shape: a nested group's leaves under its name.
+
+    `Run.config` is flat (a setting's name appears once in a spec), W&B hands a program
+    the nested form.
+
+    >>> nest_config({"lr": {"values": [1]}, "opt": {"parameters": {"m": {"value": 0.9}}}},
+    ...             {"lr": 1, "m": 0.9})
+    {'lr': 1, 'opt': {'m': 0.9}}
+    """
+    nested: dict[str, Any] = {}
+    for name, parameter in parameters.items():
+        if isinstance(parameter, Mapping) and "parameters" in parameter:
+            nested[name] = nest_config(parameter["parameters"], flat)
+        elif name in flat:
+            nested[name] = flat[name]
+    return nested
+
+
+def sweep_files(wandb_dir: Path, sweep_id: str, run_id: str) -> tuple[Path, Path]:
+    """Where `wandb agent` puts a run's parameter YAML and `${args_json_file}` JSON."""
+    folder = wandb_dir / "wandb" / f"sweep-{sweep_id}"
+    return folder / f"config-{run_id}.yaml", folder / f"config-{run_id}.json"
+
+
+def build_command(
+    spec: Mapping[str, Any], args: dict[str, Any], json_file: Path
+) -> tuple[list[str], dict[str, Any]]:
+    """The command line of a run as `wandb agent` builds it, and wandb's argument forms.
+
+    `args` are the run's values by top-level name ({"lr": 0.1, "opt": {"m": 0.9}}).
+    """
+    from wandb.sdk.launch.sweeps import utils as sweep_utils
+
+    command = [str(c) for c in (spec.get("command") or sweep_utils.DEFAULT_SWEEP_COMMAND)]
+    sweep_command = sweep_utils.create_sweep_command(command)
+    sweep_vars: dict[str, Any] = sweep_utils.create_sweep_command_args(
+        {"args": {name: {"value": value} for name, value in args.items()}}
+    )
+    sweep_vars["interpreter"] = [sys.executable]
+    sweep_vars["program"] = [str(spec["program"])] if "program" in spec else []
+    sweep_vars["args_json_file"] = [str(json_file)]
+    if platform.system() != "Windows":
+        sweep_vars["env"] = ["/usr/bin/env"]
+    command_list: list[str] = []
+    for chunk in sweep_command:
+        if chunk.startswith("${") and chunk.endswith("}"):
+            command_list += sweep_vars.get(chunk[2:-1]) or []
+        else:
+            command_list.append(chunk)
+    return command_list, sweep_vars
+
+
+class ProgramProcess:
+    """The user's script for one run, in its own process group."""
+
+    def __init__(
+        self,
+        spec: Mapping[str, Any],
+        sweep_id: str,
+        run_id: str,
+        args: dict[str, Any],
+        wandb_dir: Path,
+        cwd: Path | None = None,
+    ) -> None:
+        from wandb.sdk.lib import config_util
+
+        param_path, json_path = sweep_files(wandb_dir, sweep_id, run_id)
+        param_path.parent.mkdir(parents=True, exist_ok=True)
+        wrapped = {name: {"value": value} for name, value in args.items()}
+        config_util.save_config_file_from_dict(str(param_path), wrapped)
+        self.command, sweep_vars = build_command(spec, args, json_path)
+        if "${args_json_file}" in [str(c) for c in spec.get("command") or []]:
+            json_path.write_text(sweep_vars["args_json"][0], encoding="utf-8")
+        env = dict(os.environ)
+        env.update(
+            WANDB_SWEEP_ID=sweep_id,
+            WANDB_RUN_ID=run_id,
+            WANDB_SWEEP_PARAM_PATH=str(param_path),
+            WANDB_DIR=str(wandb_dir),
+            WANDB_MODE="offline",
+        )
+        self.wandb_dir, self.run_id = wandb_dir, run_id
+        argv = self.command
+        if sys.platform.startswith("linux"):
+            argv = [sys.executable, "-S", "-c", _LAUNCHER, str(os.getpid()), *argv]
+        self.proc = subprocess.Popen(
+            argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, start_new_session=True
+        )
+        self.terminated_at: float | None = None
+
+    def wandb_file(self) -> Path | None:
+        """The run's `.wandb` transaction log, once wandb has created it."""
+        for found in (self.wandb_dir / "wandb").glob(f"*-{self.run_id}/run-{self.run_id}.wandb"):
+            return found
+        return None
+
+    def wait(self, timeout: float) -> int | None:
+        """The exit code, or None if it still runs after `timeout` seconds."""
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def stop(self, kill_delay_s: float = KILL_DELAY_S) -> None:
+        """SIGTERM the group the first time, SIGKILL once `kill_delay_s` has passed since."""
+        now = time.monotonic()
+        if self.terminated_at is None:
+            self.terminated_at = now
+            self._signal(signal.SIGTERM)
+        elif now > self.terminated_at + kill_delay_s:
+            self._signal(signal.SIGKILL)
+
+    def kill(self) -> None:
+        """SIGKILL the group at once."""
+        self._signal(signal.SIGKILL)
+
+    def _signal(self, sig: signal.Signals) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, sig)
+
+
+def describe_exit(code: int) -> str:
+    """'killed by SIGKILL' or 'exited with code 1'.
+
+    >>> describe_exit(-9), describe_exit(2)
+    ('killed by SIGKILL', 'exited with code 2')
+    """
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exited with code {code}"
+
+
+def log_tail(path: Path, lines: int = 5, limit: int = 2000) -> str:
+    """The last non-empty lines of a log file (the program's stderr and stdout), joined."""
+    try:
+        with path.open("rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - 16 * 1024))
+            text = f.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+    kept = [line for line in text.splitlines() if line.strip()][-lines:]
+    return "\n".join(kept)[-limit:]

@@ -1,0 +1,84 @@
+"""A user's project folder with the test scripts, and `sweeper` run on it as a user runs it."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sweeper.locate import open_backend
+from sweeper.models import Run
+from sweeper.paths import Home
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPTS = ("logs_metric.py", "reads_args.py")
+
+
+class Project:
+    """A folder holding a user's scripts and sweep files; `sweeper` runs in it."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.home = path / ".sweeper"
+        self.out = path / "out.jsonl"
+        self.env = {**os.environ, "PYTHONPATH": str(ROOT), "WANDB_MODE": "disabled"}
+        self.env["PROGRAM_OUT"] = str(self.out)
+        self.env["SWEEPER_HOME"] = str(self.home)
+
+    def sweeper(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        completed = subprocess.run(
+            [sys.executable, "-m", "sweeper", *args],
+            cwd=self.path,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        if check:
+            assert completed.returncode == 0, completed.stdout + completed.stderr
+        return completed
+
+    def create(self, spec: str) -> str:
+        (self.path / "sweep.yaml").write_text(spec)
+        created = self.sweeper("create", "sweep.yaml", "--backend", "local", "--json")
+        return str(json.loads(created.stdout)["id"])
+
+    def agent(self, sweep_id: str, *args: str) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [sys.executable, "-m", "sweeper", "agent", sweep_id, "--gpus", "none", *args],
+            cwd=self.path,
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+
+    def run_agent(self, sweep_id: str, *args: str) -> str:
+        proc = self.agent(sweep_id, *args)
+        output, _ = proc.communicate(timeout=300)
+        assert proc.returncode == 0, output
+        return output
+
+    def runs(self, sweep_id: str) -> list[Run]:
+        backend = open_backend("local", Home(self.home))
+        try:
+            return backend.list_runs(sweep_id)
+        finally:
+            backend.close()
+
+    def received(self) -> list[dict[str, Any]]:
+        """What the scripts wrote to PROGRAM_OUT, one object per run."""
+        return [json.loads(line) for line in self.out.read_text().splitlines()]
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Project:
+    for script in SCRIPTS:
+        shutil.copy(Path(__file__).parent / script, tmp_path / script)
+    return Project(tmp_path)
