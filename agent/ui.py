@@ -36,6 +36,29 @@ def _percent(value: Any) -> str:
     )
 
 
+def epoch_text(metrics: dict[str, Any], metric_name: str) -> str:
+    """One epoch as a log line: the built-in trainer's accuracy and speed, or for a
+    program run (the user's own script) the sweep metric as the script logged it.
+
+    >>> epoch_text({"epoch": 2, "epochs": 5, "val_accuracy": 0.5, "best_val_accuracy": 0.5,
+    ...             "images_per_second": 300.0}, "val_accuracy")
+    'epoch 2/5 val_accuracy 50.0% best 50.0% 300 img/s'
+    >>> epoch_text({"epoch": 3, "loss": 0.25}, "loss")
+    'epoch 3 loss 0.25'
+    """
+    planned = metrics.get("epochs")
+    epoch = f"epoch {metrics.get('epoch')}" + (f"/{planned}" if planned is not None else "")
+    if "images_per_second" not in metrics:
+        value = metrics.get(metric_name)
+        shown = f"{value:.4g}" if isinstance(value, (int, float)) else "-"
+        return f"{epoch} {metric_name} {shown}"
+    return (
+        f"{epoch} val_accuracy {_percent(metrics.get('val_accuracy'))} "
+        f"best {_percent(metrics.get('best_val_accuracy'))} "
+        f"{float(metrics.get('images_per_second') or 0):.0f} img/s"
+    )
+
+
 def eta_seconds(run: Run) -> float | None:
     """Seconds left for a running run: remaining epochs times the mean epoch time so far."""
     if not run.history:
@@ -188,11 +211,7 @@ class AgentView:
             before_epochs = 0
         for metrics in run.history[before_epochs:]:
             self.console.print(
-                f"{where} epoch {metrics.get('epoch')}/{metrics.get('epochs')} "
-                f"val_accuracy {_percent(metrics.get('val_accuracy'))} "
-                f"best {_percent(metrics.get('best_val_accuracy'))} "
-                f"{float(metrics.get('images_per_second') or 0):.0f} img/s",
-                highlight=False,
+                f"{where} {epoch_text(metrics, self.sweep.metric_name)}", highlight=False
             )
         if run.state not in (RunState.running, before_state):
             state = "requeued" if run.state == RunState.pending else run.state.value
