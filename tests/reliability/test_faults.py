@@ -205,6 +205,15 @@ def test_random_kill_9_of_workers_and_agents_then_a_restart_finishes_the_sweep(
     # The killed agents' workers die with them (PR_SET_PDEATHSIG).
     for _, pid in started_marks(agent_env):
         wait_for(lambda pid=pid: not _alive(pid), f"orphaned worker {pid} to die")
+
+    # Their last runs stay `running` until the lease lapses. A warm agent can drain the
+    # rest of the grid within one lease, and an agent stops once nothing is left to hand
+    # out, so the restart comes once they are crashed and re-queued.
+    def reaped() -> bool:
+        LocalBackend(Home()).reap_stale()
+        return all(r.state != RunState.running for r in runs_of(sweep_id))
+
+    wait_for(reaped, "the killed agents' runs to be reaped")
     monkeypatch.setenv("FAKE_EPOCH_S", "0.02")
     summary = _agent(sweep_id, heartbeat_s=0.3, per_gpu=2)
     assert summary.ok, summary

@@ -147,7 +147,10 @@ class Hostile:
 
 @pytest.fixture(scope="module")
 def hostile(tmp_path_factory: pytest.TempPathFactory, image_folder: Path) -> Hostile:
-    root = tmp_path_factory.mktemp("hostile")
+    # One level down, so that root.parent (searched for escaped paths) holds nothing but
+    # this test's files: other tests' temp folders sit beside the mktemp folder.
+    root = tmp_path_factory.mktemp("hostile") / "root"
+    root.mkdir()
     work = root / "work"
     work.mkdir()
     agent_tests = str(ROOT / "tests" / "agent")
