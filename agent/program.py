@@ -103,6 +103,7 @@ class ProgramProcess:
         args: dict[str, Any],
         wandb_dir: Path,
         cwd: Path | None = None,
+        backend_env: Mapping[str, str] | None = None,
     ) -> None:
         from wandb.sdk.lib import config_util
 
@@ -121,7 +122,13 @@ class ProgramProcess:
             WANDB_DIR=str(wandb_dir),
             WANDB_MODE="offline",
         )
+        env.update(backend_env or {})  # the W&B backend's: online, the sweep's entity, project
+        # The script starts its own wandb-core, as under `wandb agent`: attached to the
+        # worker's, its runs would outlive it there ("run ID ... is in use" on a hand-back).
+        env.pop("WANDB_SERVICE", None)
         self.wandb_dir, self.run_id = wandb_dir, run_id
+        # A W&B run resumed here has the folders of its earlier attempts under the same id.
+        self._earlier = set(self._wandb_files())
         argv = self.command
         if sys.platform.startswith("linux"):
             argv = [sys.executable, "-S", "-c", _LAUNCHER, str(os.getpid()), *argv]
@@ -130,10 +137,14 @@ class ProgramProcess:
         )
         self.terminated_at: float | None = None
 
+    def _wandb_files(self) -> list[Path]:
+        return list((self.wandb_dir / "wandb").glob(f"*-{self.run_id}/run-{self.run_id}.wandb"))
+
     def wandb_file(self) -> Path | None:
-        """The run's `.wandb` transaction log, once wandb has created it."""
-        for found in (self.wandb_dir / "wandb").glob(f"*-{self.run_id}/run-{self.run_id}.wandb"):
-            return found
+        """This attempt's `.wandb` transaction log, once wandb has created it."""
+        for found in self._wandb_files():
+            if found not in self._earlier:
+                return found
         return None
 
     def wait(self, timeout: float) -> int | None:

@@ -298,7 +298,12 @@ class Worker:
         args = nest_config(sweep.spec.get("parameters") or {}, run.config)
         if self.stop.event.is_set():
             return self._end(run_id, None)
-        program = ProgramProcess(sweep.spec, sweep.id, run_id, args, self.home.wandb_dir)
+        # What the backend adds to the script's environment (W&B: what `wandb agent` sets).
+        program_env = getattr(backend, "program_env", None)
+        backend_env = program_env(run_id) if program_env is not None else None
+        program = ProgramProcess(
+            sweep.spec, sweep.id, run_id, args, self.home.wandb_dir, backend_env=backend_env
+        )
         log.info("run %s: %s", run_id, " ".join(program.command))
         metrics: RunMetrics | None = None
         rule = (sweep.spec.get("early_terminate") or {}).get("type", "early_terminate")

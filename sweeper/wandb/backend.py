@@ -22,6 +22,13 @@ Runs follow the protocol of `wandb.agent`, so the server's view is never contrad
   agent's claims. A paused sweep stops our agents (the supervisor stops on any sweep
   that is not running); W&B's own agent would idle instead.
 
+Program sweeps (the user's own script, `sweeper.spec.program_layer`) follow the same
+protocol; as under `wandb agent`, the script's own `wandb.init()` joins the run W&B issued
+(`program_env`: the sweep's entity and project, the agent's wandb mode; the worker adds the
+sweep id, run id and parameter file) and streams its history and summary itself, so this
+backend neither logs epochs nor ends the W&B run of a script that finished on its own. It
+ends only what the script cannot say: a run stopped, failed with a reason, handed back.
+
 Reads (`status`, `report`) come from `wandb.Api()` (paged, fresh per read), cached here for
 a few seconds so a report build or the agent's live table does not query the server per row.
 
@@ -29,6 +36,10 @@ Every server call goes through `sweeper.wandb.retry.Retry` (HTTP 429/5xx and tim
 retried until `SWEEPER_WANDB_TIMEOUT`, through wandb's error wrapping); heartbeat failures
 included, so an outage ends in a clear `BackendError` instead of "no run yet". The API
 key is redacted from every message this module raises or logs.
+
+The bookkeeping lives beside this module: `references` (the sweeps recorded here),
+`issued_runs` (this host's agents and the runs W&B issued them), `records` (W&B's records
+as sweeper's states).
 """
 
 from __future__ import annotations
@@ -36,28 +47,27 @@ from __future__ import annotations
 import json
 import logging
 import os
-import socket
 import sqlite3
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from sweeper import engine
 from sweeper.backends.base import Backend
-from sweeper.backends.ledger import FINAL_SWEEP_STATES, Ended, RunLedger, at, dumps
-from sweeper.errors import BackendError, NotFoundError, SweeperError, did_you_mean
-from sweeper.models import MAX_CRASH_RETRIES, Claim, Control, Run, RunState, Sweep, SweepState
+from sweeper.backends.ledger import FINAL_SWEEP_STATES, Ended, RunLedger, at
+from sweeper.errors import BackendError, NotFoundError, SweeperError
+from sweeper.models import Claim, Control, Run, RunState, Sweep, SweepState
 from sweeper.paths import Home
-from sweeper.run_config import flatten_config
-from sweeper.spec import SweepSpec, parse_spec
+from sweeper.spec import SweepSpec
 from sweeper.store import SQLiteStore
-from sweeper.wandb import records
+from sweeper.wandb import records, references
 from sweeper.wandb.client import RealClient, RunRecord, SweepRecord, SweepRef
 from sweeper.wandb.credentials import base_url, redact, require_credentials
-from sweeper.wandb.references import matching, sweep_ref
+from sweeper.wandb.issued_runs import RUNS, IssuedRuns, stop_reason
+from sweeper.wandb.references import sweep_ref
 from sweeper.wandb.retry import Retry, timeout_s
 
 log = logging.getLogger(__name__)
@@ -74,18 +84,6 @@ _ALLOWED = {
     SweepState.paused: {SweepState.running, SweepState.canceled, SweepState.finished},
 }
 _SWEEP_CONTROL = {SweepState.paused: Control.pause, SweepState.canceled: Control.cancel}
-
-
-# --- the backend --------------------------------------------------------------------------
-
-
-def _issued_by_w_and_b() -> str:
-    """The ledger's id maker, never called: on W&B every run id comes from its controller."""
-    raise AssertionError("sweeper makes no run ids for W&B sweeps")
-
-
-#: The bookkeeping of this host's claims in `wandb_runs`.
-_RUNS = RunLedger("wandb_runs", "claimed on this host", _issued_by_w_and_b)
 
 
 class WandbBackend(Backend):
@@ -124,6 +122,7 @@ class WandbBackend(Backend):
             except Exception as exc:  # wandb fails to import or start: a backend problem
                 raise BackendError(f"wandb cannot start: {redact(str(exc))}") from None
         self.client = client
+        self._issued = IssuedRuns(self.store, client, self._retry, now)
         self._cache: dict[tuple[str, bool], tuple[float, list[Run]]] = {}
         self._records: dict[str, tuple[float, SweepRecord]] = {}
         self._specs: dict[str, SweepSpec] = {}
@@ -148,36 +147,29 @@ class WandbBackend(Backend):
             "create the sweep", self.client.create_sweep, config, entity, project
         )
         ref = SweepRef(entity=entity, project=project, id=sweep_id)
+        kept = spec.model_copy(update={"raw": config, "name": config["name"]})
         url = self.client.sweep_url(ref)
-        now = self.now()
-        with self.store.transaction(immediate=True) as conn:
-            conn.execute(
-                "INSERT OR REPLACE INTO wandb_sweeps (id, entity, project, url, name, spec, created_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (sweep_id, entity, project, url, config["name"], dumps(config), now),
-            )
+        with self.store.transaction(immediate=True):  # the two writes below join it
+            references.record(self.store, ref, url, kept, self.now())
             self.store.set_current(sweep_id)
         record = SweepRecord(id=sweep_id, name=config["name"], state="RUNNING", config=config)
         self._records[sweep_id] = (time.monotonic(), record)
-        return self._to_sweep(self._ref_row(sweep_id), record, counts={})
+        return self._to_sweep(references.find(self.store, sweep_id), record, counts={})
 
     def list_sweeps(self) -> list[Sweep]:
         """Every W&B sweep recorded here, newest first, with its state from the server."""
-        with self.store.transaction() as conn:
-            rows = conn.execute(
-                "SELECT * FROM wandb_sweeps ORDER BY created_at DESC, rowid DESC"
-            ).fetchall()
-        return [self._sweep(row) for row in rows]
+        return [self._sweep(row) for row in references.newest_first(self.store)]
 
     def get_sweep(self, ref: str) -> Sweep:
         """The sweep whose id, unique name or id prefix is `ref`, or a W&B path
         'entity/project/sweep_id' (recorded here, so agents on another host can join)."""
-        return self._sweep(self._resolve(ref))
+        row = self._adopt(ref) if ref.count("/") == 2 else references.resolve(self.store, ref)
+        return self._sweep(row)
 
     def set_sweep_state(self, sweep_id: str, state: SweepState) -> Sweep:
         """Pause, resume, cancel or finish the sweep on W&B; canceled and finished are final."""
         state = SweepState(state)
-        row = self._ref_row(sweep_id)
+        row = references.find(self.store, sweep_id)
         current = self._sweep(row, fresh=True)
         if state != current.state:
             if state not in _ALLOWED.get(current.state, set()):
@@ -198,7 +190,7 @@ class WandbBackend(Backend):
             self._records.pop(sweep_id, None)
             if state in FINAL_SWEEP_STATES:
                 with self.store.transaction(immediate=True) as conn:
-                    _RUNS.stop_pending(conn, sweep_id, state, self.now())
+                    RUNS.stop_pending(conn, sweep_id, state, self.now())
         self._cache.clear()
         return self._sweep(row, fresh=True)
 
@@ -207,168 +199,97 @@ class WandbBackend(Backend):
     def claim_run(self, sweep_id: str, worker: str, lease_s: float = 60.0) -> Claim:
         """A run W&B's controller issued to `worker`'s agent: one queued here by an earlier
         heartbeat, else the next `run`/`resume` command of a heartbeat now."""
-        row = self._ref_row(sweep_id)
+        row = references.find(self.store, sweep_id)
         state = self._record_state(row, fresh=True)
         if state != SweepState.running:
             return Claim(run=None, done=True, reason=f"sweep {state.value}")
         self.reap_stale()
-        agent_id = self._agent(row, worker)
-        claimed = self._claim_own(sweep_id, worker, lease_s, agent_id)
-        if claimed is not None:
-            return Claim(run=claimed)
-        commands = self._retry(
-            "ask W&B for the next run", self.client.agent_heartbeat, agent_id, []
-        )
-        exit_reason = self._queue_commands(sweep_id, commands, agent_id)
-        claimed = self._claim_own(sweep_id, worker, lease_s, agent_id)
-        if claimed is not None:
-            return Claim(run=claimed)
-        if exit_reason is not None:
-            return Claim(run=None, done=True, reason=exit_reason)
-        return Claim(run=None, done=False, reason="W&B's controller has no run for this agent yet")
-
-    def _agent(self, row: sqlite3.Row, worker: str) -> str:
-        """The W&B agent id of `worker` on this sweep, registered on first use."""
-        with self.store.transaction() as conn:
-            found = conn.execute(
-                "SELECT agent_id FROM wandb_agents WHERE sweep_id = ? AND worker = ?",
-                (row["id"], worker),
-            ).fetchone()
-        if found is not None:
-            return str(found["agent_id"])
-        host = socket.gethostname()
-        agent_id = self._retry(
-            "register an agent", self.client.register_agent, sweep_ref(row), host
-        )
-        with self.store.transaction(immediate=True) as conn:
-            conn.execute(
-                "INSERT OR IGNORE INTO wandb_agents (sweep_id, worker, agent_id) VALUES (?, ?, ?)",
-                (row["id"], worker, agent_id),
+        agent_id = self._issued.agent(sweep_ref(row), worker)
+        claimed = self._issued.claim(sweep_id, worker, lease_s, agent_id)
+        if claimed is None:
+            commands = self._retry(
+                "ask W&B for the next run", self.client.agent_heartbeat, agent_id, []
             )
-            kept = conn.execute(
-                "SELECT agent_id FROM wandb_agents WHERE sweep_id = ? AND worker = ?",
-                (row["id"], worker),
-            ).fetchone()
-        return str(kept["agent_id"])
-
-    def _queue_commands(
-        self, sweep_id: str, commands: Iterable[Mapping[str, Any]], agent_id: str
-    ) -> str | None:
-        """Queue W&B's run/resume commands as pending runs of `agent_id`; return why W&B
-        says exit, if it does.
-
-        A `resume` of a run handed back here (preempted: pending without an agent; crashed)
-        revives its row: cleared, for this agent, a crashed one with attempt + 1.
-        """
-        exit_reason = None
-        now = self.now()
-        with self.store.transaction(immediate=True) as conn:
-            for command in commands:
-                kind = command.get("type")
-                run_id = command.get("run_id")
-                if kind in ("run", "resume") and run_id:
-                    config = dumps(flatten_config(command.get("args") or {}))
-                    conn.execute(
-                        "INSERT OR IGNORE INTO wandb_runs (id, sweep_id, state, config, agent_id, created_at)"
-                        " VALUES (?, ?, ?, ?, ?, ?)",
-                        (str(run_id), sweep_id, RunState.pending.value, config, agent_id, now),
-                    )
-                    conn.execute(
-                        "UPDATE wandb_runs SET state = ?, agent_id = ?, worker = NULL,"
-                        " metric = NULL, epochs = 0, summary = '{}', started_at = NULL,"
-                        " ended_at = NULL, heartbeat_at = NULL,"
-                        " attempt = attempt + (state = ?)"
-                        " WHERE id = ? AND ((state = ? AND agent_id IS NULL) OR state = ?)",
-                        (
-                            RunState.pending.value,
-                            agent_id,
-                            RunState.crashed.value,
-                            str(run_id),
-                            RunState.pending.value,
-                            RunState.crashed.value,
-                        ),
-                    )
-                elif kind == "exit":
-                    exit_reason = "W&B's controller has no more runs for this sweep"
-        return exit_reason
-
-    def _claim_own(self, sweep_id: str, worker: str, lease_s: float, agent_id: str) -> Run | None:
-        """Claim the oldest pending run W&B issued to `agent_id`, in one transaction."""
-        with self.store.transaction(immediate=True) as conn:
-            own = conn.execute(
-                "SELECT 1 FROM wandb_runs WHERE sweep_id = ? AND state = ? AND agent_id = ?",
-                (sweep_id, RunState.pending.value, agent_id),
-            ).fetchone()
-            if own is None:
-                return None
-            # `prefer` puts this agent's runs first, so the one claimed is its own.
-            run_id = _RUNS.claim_pending(
-                conn, sweep_id, worker, lease_s, self.now(), prefer=("agent_id", agent_id)
-            )
-            assert run_id is not None
-            row = _RUNS.row(conn, run_id)
+            exit_reason = self._issued.queue(sweep_id, commands, agent_id)
+            claimed = self._issued.claim(sweep_id, worker, lease_s, agent_id)
+            if claimed is None:
+                if exit_reason is not None:
+                    return Claim(run=None, done=True, reason=exit_reason)
+                reason = "W&B's controller has no run for this agent yet"
+                return Claim(run=None, done=False, reason=reason)
         self._cache.clear()
-        return _RUNS.to_run(row, [])
+        return Claim(run=claimed)
+
+    def program_env(self, run_id: str) -> dict[str, str]:
+        """What a program run's script needs beyond the sweep and run ids to join the W&B
+        run issued to it, as `wandb agent` gives it: the sweep's entity and project, and the
+        wandb mode the agent runs in ($WANDB_MODE, else online)."""
+        row = self._issued.find(run_id)
+        if row is None:
+            raise NotFoundError(f"run {run_id!r} was not issued to this host")
+        ref = sweep_ref(references.find(self.store, row["sweep_id"]))
+        return {
+            "WANDB_ENTITY": ref.entity,
+            "WANDB_PROJECT": ref.project,
+            "WANDB_MODE": os.environ.get("WANDB_MODE") or "online",
+        }
 
     # -- reporting -----------------------------------------------------------------
 
     def log_epoch(self, run_id: str, worker: str, metrics: dict[str, Any]) -> Control:
-        """Log the epoch to the W&B run, heartbeat the agent, relay W&B's stop command."""
+        """Log the epoch to the W&B run (a program's script logs its own), heartbeat the
+        agent, relay W&B's stop command."""
         now = self.now()
         with self.store.transaction(immediate=True) as conn:
-            row = _RUNS.owned(conn, run_id, worker)
+            row = RUNS.owned(conn, run_id, worker)
             if row is None:
                 return Control.lost
-            ref_row = self._ref_row(row["sweep_id"])
+            ref_row = references.find(self.store, row["sweep_id"])
+            spec = self._spec(ref_row)
             epoch = int(metrics.get("epoch", row["epochs"] + 1))
-            best = engine.better(
-                row["metric"], metrics.get(self._metric(ref_row)[0]), self._metric(ref_row)[1]
-            )
+            best = engine.better(row["metric"], metrics.get(spec.metric_name), spec.metric_goal)
             conn.execute(
                 "UPDATE wandb_runs SET metric = ?, epochs = ?, heartbeat_at = ? WHERE id = ?",
                 (best, max(epoch, row["epochs"]), now, run_id),
             )
-        self._retry(
-            f"log epoch {epoch} of run {run_id}",
-            self.client.log_epoch,
-            sweep_ref(ref_row),
-            run_id,
-            json.loads(row["config"]),
-            metrics,
-        )
+        if spec.kind != "program":
+            self._retry(
+                f"log epoch {epoch} of run {run_id}",
+                self.client.log_epoch,
+                sweep_ref(ref_row),
+                run_id,
+                json.loads(row["config"]),
+                metrics,
+            )
         self._cache.clear()
         return self._control(row, ref_row, worker)
 
     def heartbeat(self, run_id: str, worker: str) -> Control:
         """Refresh the lease and heartbeat W&B's agent; relay stop, pause and cancel."""
         with self.store.transaction(immediate=True) as conn:
-            row = _RUNS.beat(conn, run_id, worker, self.now())
+            row = RUNS.beat(conn, run_id, worker, self.now())
             if row is None:
                 return Control.lost
-            ref_row = self._ref_row(row["sweep_id"])
+            ref_row = references.find(self.store, row["sweep_id"])
         return self._control(row, ref_row, worker)
 
     def _control(self, row: sqlite3.Row, ref_row: sqlite3.Row, worker: str) -> Control:
         run_id = row["id"]
-        agent_id = row["agent_id"] or self._agent(ref_row, worker)
+        agent_id = row["agent_id"] or self._issued.agent(sweep_ref(ref_row), worker)
         commands = self._retry(
             "heartbeat the agent", self.client.agent_heartbeat, agent_id, [run_id]
         )
-        self._queue_commands(row["sweep_id"], commands, agent_id)
+        self._issued.queue(row["sweep_id"], commands, agent_id)
         # W&B also sends `stop` for the runs of a canceled sweep: the sweep's state says why.
         sweep_control = _SWEEP_CONTROL.get(self._record_state(ref_row), Control.proceed)
         if sweep_control != Control.proceed:
             return sweep_control
-        reason = None
-        if any(c.get("type") == "exit" for c in commands):
-            reason = "W&B's controller told the agent to exit"
-        elif any(c.get("type") == "stop" and c.get("run_id") == run_id for c in commands):
-            rule = (self._spec(ref_row).early_terminate or {}).get("type", "early_terminate")
-            reason = f"stopped by W&B's {rule}"
+        rule = (self._spec(ref_row).early_terminate or {}).get("type", "early_terminate")
+        reason = stop_reason(commands, run_id, rule)
         if reason is None:
             return Control.proceed
         with self.store.transaction(immediate=True) as conn:
-            kept = _RUNS.mark_stopping(conn, run_id, worker, reason)
+            kept = RUNS.mark_stopping(conn, run_id, worker, reason)
         return Control.stop if kept else Control.lost
 
     def finish_run(
@@ -379,15 +300,20 @@ class WandbBackend(Backend):
         state: RunState = RunState.finished,
         reason: str | None = None,
     ) -> bool:
-        """End the run as finished or stopped, here and on W&B (exit code 0)."""
+        """End the run as finished or stopped, here and on W&B (exit code 0); a program's
+        script that finished on its own has ended its W&B run itself."""
         state = RunLedger.finish_state(state)
         with self.store.transaction(immediate=True) as conn:
-            row = _RUNS.owned(conn, run_id, worker)
+            row = RUNS.owned(conn, run_id, worker)
             if row is None:
                 return False
-            ref_row = self._ref_row(row["sweep_id"])
-            metric = self._metric(ref_row)
-            ended = _RUNS.finish(conn, row, summary, state, reason, metric, self.now())
+            ref_row = references.find(self.store, row["sweep_id"])
+            spec = self._spec(ref_row)
+            metric = spec.metric_name, spec.metric_goal
+            ended = RUNS.finish(conn, row, summary, state, reason, metric, self.now())
+        if spec.kind == "program" and state == RunState.finished:
+            self._cache.clear()
+            return True
         self._log_checkpoint(row, ref_row, summary.get("checkpoint_path"))
         self._end_on_server(ended, ref_row, 0, summary)
         return True
@@ -396,46 +322,37 @@ class WandbBackend(Backend):
         """End the run as failed (exit code 1 on W&B), or crashed: handed back to W&B to
         resume under the same run id (see the module docstring)."""
         with self.store.transaction(immediate=True) as conn:
-            row = _RUNS.owned(conn, run_id, worker)
+            row = RUNS.owned(conn, run_id, worker)
             if row is None:
                 return False
-            ref_row = self._ref_row(row["sweep_id"])
+            ref_row = references.find(self.store, row["sweep_id"])
             now = self.now()
             ended = (
-                self._crash(conn, row, error, now) if crashed else _RUNS.fail(conn, row, error, now)
+                IssuedRuns.crash(conn, row, error, now)
+                if crashed
+                else RUNS.fail(conn, row, error, now)
             )
         self._end_on_server(ended, ref_row, 1, preempted=ended.state == RunState.crashed)
         return True
-
-    @staticmethod
-    def _crash(conn: sqlite3.Connection, row: sqlite3.Row, error: str, now: float) -> Ended:
-        """Mark a run crashed, to be resumed when W&B issues it again; after
-        `MAX_CRASH_RETRIES` resumes it fails (the ledger's rule and message)."""
-        if row["attempt"] >= MAX_CRASH_RETRIES:
-            return _RUNS.crash(conn, row, error, now)
-        conn.execute(
-            "UPDATE wandb_runs SET state = ?, reason = ?, ended_at = ?, agent_id = NULL WHERE id = ?",
-            (RunState.crashed.value, error, now, row["id"]),
-        )
-        return Ended(row, RunState.crashed, error)
 
     def requeue_run(self, run_id: str, worker: str, reason: str) -> bool:
         """Hand the run back to W&B: pending here with no agent (so no worker here claims
         it), marked preempting on W&B (exit code 1), whose controller issues it again as
         `resume` to some agent. In a canceled or finished sweep it ends as stopped."""
-        with self.store.transaction() as conn:
-            sweep_id = _RUNS.row(conn, run_id)["sweep_id"]
+        found = self._issued.find(run_id)
+        if found is None:
+            raise NotFoundError(f"no run with id {run_id!r} claimed on this host")
         # Read before the write transaction: the server call must not hold the store's lock.
-        sweep_state = self._record_state(self._ref_row(sweep_id))
+        sweep_state = self._record_state(references.find(self.store, found["sweep_id"]))
         with self.store.transaction(immediate=True) as conn:
-            row = _RUNS.owned(conn, run_id, worker)
+            row = RUNS.owned(conn, run_id, worker)
             if row is None:
                 return False
-            ref_row = self._ref_row(row["sweep_id"])
-            ended = _RUNS.requeue(conn, row, reason, sweep_state, self.now())
+            ref_row = references.find(self.store, row["sweep_id"])
+            ended = RUNS.requeue(conn, row, reason, sweep_state, self.now())
             queued = ended.state == RunState.pending
             if queued:
-                conn.execute("UPDATE wandb_runs SET agent_id = NULL WHERE id = ?", (run_id,))
+                IssuedRuns.hand_back(conn, run_id)
         self._end_on_server(ended, ref_row, 1 if queued else 0, preempted=queued)
         return True
 
@@ -444,23 +361,18 @@ class WandbBackend(Backend):
         back to W&B as `fail_run(crashed=True)` does)."""
         now = self.now()
         with self.store.transaction(immediate=True) as conn:
-            stale = conn.execute(
-                "SELECT * FROM wandb_runs WHERE state = ? AND heartbeat_at + lease_s < ?"
-                " ORDER BY rowid",
-                (RunState.running.value, now),
-            ).fetchall()
             reaped = [
                 (
-                    self._crash(
+                    IssuedRuns.crash(
                         conn,
                         row,
                         f"no heartbeat from worker {row['worker']} for "
                         f"{now - row['heartbeat_at']:.1f} s (lease {row['lease_s']:g} s)",
                         now,
                     ),
-                    self._ref_row(row["sweep_id"]),
+                    references.find(self.store, row["sweep_id"]),
                 )
-                for row in stale
+                for row in self._issued.stale(conn, now)
             ]
         for ended, ref_row in reaped:
             try:
@@ -495,12 +407,15 @@ class WandbBackend(Backend):
         """End the W&B run with `summary` and how it ended here (state and reason)."""
         self._cache.clear()
         row = ended.row
+        # A program's script set the run's config itself, nested as W&B issued it; the row's
+        # is flat, so it is not written over the script's.
+        config = {} if self._spec(ref_row).kind == "program" else json.loads(row["config"])
         self._retry(
             f"end run {row['id']}",
             self.client.end_run,
             sweep_ref(ref_row),
             row["id"],
-            json.loads(row["config"]),
+            config,
             engine.plain(
                 {
                     **(summary or {}),
@@ -520,21 +435,15 @@ class WandbBackend(Backend):
         cached = self._cache.get((sweep_id, with_history))
         if cached is not None and time.monotonic() - cached[0] < RUNS_CACHE_S:
             return cached[1]
-        ref_row = self._ref_row(sweep_id)
-        records = self._retry(
+        ref_row = references.find(self.store, sweep_id)
+        found = self._retry(
             f"list the runs of sweep {sweep_id}",
             self.client.list_runs,
             sweep_ref(ref_row),
             with_history,
         )
-        with self.store.transaction() as conn:
-            local = {
-                r["id"]: r
-                for r in conn.execute(
-                    "SELECT * FROM wandb_runs WHERE sweep_id = ? ORDER BY rowid", (sweep_id,)
-                )
-            }
-        runs = [self._merge(ref_row, local.pop(record.id, None), record) for record in records]
+        local = self._issued.rows(sweep_id)
+        runs = [self._merge(ref_row, local.pop(record.id, None), record) for record in found]
         runs += [self._merge(ref_row, row, None) for row in local.values()]
         runs.sort(key=lambda r: r.created_at)
         self._cache[(sweep_id, with_history)] = (time.monotonic(), runs)
@@ -542,13 +451,12 @@ class WandbBackend(Backend):
 
     def get_run(self, run_id: str) -> Run:
         """One run with its history: this host's record merged with W&B's."""
-        with self.store.transaction() as conn:
-            row = conn.execute("SELECT * FROM wandb_runs WHERE id = ?", (run_id,)).fetchone()
-            refs = (
-                [self._ref_row(row["sweep_id"])]
-                if row is not None
-                else conn.execute("SELECT * FROM wandb_sweeps ORDER BY created_at DESC").fetchall()
-            )
+        row = self._issued.find(run_id)
+        refs = (
+            [references.find(self.store, row["sweep_id"])]
+            if row is not None
+            else references.newest_first(self.store)
+        )
         for ref_row in refs:
             record = self._retry(
                 f"read run {run_id}", self.client.get_run, sweep_ref(ref_row), run_id
@@ -568,12 +476,15 @@ class WandbBackend(Backend):
     ) -> Run:
         """A Run from this host's row (authoritative for state, it ends runs first) and the
         server's record (authoritative for history and summary)."""
-        history = records.history(record.history) if record is not None else []
+        spec = self._spec(ref_row)
+        program = spec.kind == "program"
+        history = records.history(record.history, program) if record is not None else []
         if row is None:
             assert record is not None
-            name, goal = self._metric(ref_row)
-            return records.run_from_record(ref_row["id"], record, name, goal)
-        run = _RUNS.to_run(row, history)
+            return records.run_from_record(
+                ref_row["id"], record, spec.metric_name, spec.metric_goal, program
+            )
+        run = RUNS.to_run(row, history)
         if record is not None and not run.summary:
             run.summary = records.summary(record.summary)
         if history and run.state not in (RunState.pending,):
@@ -614,69 +525,22 @@ class WandbBackend(Backend):
         return records.sweep_state(self._record(row, fresh).state)
 
     def _spec(self, row: sqlite3.Row) -> SweepSpec:
-        """The spec the sweep was registered with (kept here, so no server call), parsed once."""
+        """The spec the sweep was registered with (kept here, so no server call), read once."""
         spec = self._specs.get(row["id"])
         if spec is None:
-            config = {
-                k: v
-                for k, v in json.loads(row["spec"]).items()
-                if k not in ("controller", "scheduler")
-            }
-            spec = self._specs[row["id"]] = parse_spec(
-                json.dumps(config), source=f"W&B sweep {row['id']}"
-            )
+            spec = self._specs[row["id"]] = references.spec_of(row)
         return spec
 
-    def _metric(self, row: sqlite3.Row) -> tuple[str, str]:
-        spec = self._spec(row)
-        return spec.metric_name, spec.metric_goal
-
-    def _resolve(self, ref: str) -> sqlite3.Row:
-        if ref.count("/") == 2:
-            return self._adopt(ref)
-        with self.store.transaction() as conn:
-            rows = conn.execute("SELECT * FROM wandb_sweeps ORDER BY created_at, rowid").fetchall()
-        matches = matching(rows, ref)
-        if len(matches) == 1:
-            return matches[0]
-        if len(matches) > 1:
-            ids = ", ".join(r["id"] for r in matches)
-            raise NotFoundError(
-                f"{ref!r} matches {len(matches)} W&B sweeps ({ids}); give the sweep id"
-            )
-        known = [r["id"] for r in rows] + [r["name"] for r in rows]
-        raise NotFoundError(
-            f"no W&B sweep {ref!r} recorded here{did_you_mean(ref, known)}; give it as "
-            "entity/project/sweep_id to use a sweep created on another host"
-        )
-
     def _adopt(self, path: str) -> sqlite3.Row:
-        """Record the W&B sweep at 'entity/project/id' here (an agent host that did not create it)."""
+        """Record the W&B sweep at 'entity/project/id' here (an agent host that did not create
+        it); its spec is validated as `sweeper create` would, a program's script included."""
         entity, project, sweep_id = path.split("/")
         ref = SweepRef(entity=entity, project=project, id=sweep_id)
         record = self._retry(f"read sweep {path}", self.client.get_sweep, ref)
-        name = record.name or str(record.config.get("name") or sweep_id)
-        with self.store.transaction(immediate=True) as conn:
-            conn.execute(
-                "INSERT OR IGNORE INTO wandb_sweeps (id, entity, project, url, name, spec, created_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (
-                    sweep_id,
-                    entity,
-                    project,
-                    self.client.sweep_url(ref),
-                    name,
-                    dumps(record.config),
-                    self.now(),
-                ),
-            )
+        spec = references.server_spec(record.config, f"W&B sweep {path}")
+        name = record.name or spec.name or sweep_id
+        kept = spec.model_copy(update={"name": name})
+        url = self.client.sweep_url(ref)
+        references.record(self.store, ref, url, kept, self.now(), replace=False)
         self._records[sweep_id] = (time.monotonic(), record)
-        return self._ref_row(sweep_id)
-
-    def _ref_row(self, sweep_id: str) -> sqlite3.Row:
-        # Inside another transaction this joins it (same thread, same connection).
-        with self.store.transaction() as conn:
-            row = conn.execute("SELECT * FROM wandb_sweeps WHERE id = ?", (sweep_id,)).fetchone()
-        if row is None:
-            raise NotFoundError(f"no W&B sweep with id {sweep_id!r} recorded here")
-        return row
+        return references.find(self.store, sweep_id)

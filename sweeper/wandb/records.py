@@ -57,16 +57,23 @@ def sweep_state(wandb_state: str) -> SweepState:
     return SWEEP_STATES.get(wandb_state.upper(), SweepState.running)
 
 
-def history(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+def history(rows: Iterable[Mapping[str, Any]], program: bool = False) -> list[dict[str, Any]]:
     """Per-epoch metrics from W&B history rows: wandb's `_step`-like keys dropped, the last
-    row of each epoch kept (a resumed run logs its epochs again), in epoch order.
+    row of each epoch kept (a resumed run logs its epochs again), in epoch order. A
+    `program` run's row without `epoch` (its script logs what it likes) is epoch `_step` + 1,
+    as the worker counts a program's steps; the trainer's other rows (system metrics) go.
 
     >>> history([{"_step": 0, "epoch": 1, "acc": 0.5}, {"epoch": 1, "acc": 0.6}])
     [{'epoch': 1, 'acc': 0.6}]
+    >>> history([{"_step": 0, "score": 0.5}, {"_step": 1, "score": 0.7}], program=True)
+    [{'score': 0.5, 'epoch': 1}, {'score': 0.7, 'epoch': 2}]
     """
     by_epoch: dict[int, dict[str, Any]] = {}
     for row in rows:
         metrics = {k: v for k, v in row.items() if _EPOCH_KEYS.match(str(k)) and v is not None}
+        step = row.get("_step")
+        if program and "epoch" not in metrics and isinstance(step, int):
+            metrics["epoch"] = step + 1
         epoch = metrics.get("epoch")
         if isinstance(epoch, int | float) and not isinstance(epoch, bool):
             by_epoch[int(epoch)] = metrics
@@ -95,9 +102,11 @@ def run_state(record: RunRecord) -> RunState:
     return state
 
 
-def run_from_record(sweep_id: str, record: RunRecord, metric_name: str, goal: str) -> Run:
+def run_from_record(
+    sweep_id: str, record: RunRecord, metric_name: str, goal: str, program: bool = False
+) -> Run:
     """A Run from W&B's record alone: its metric is the best epoch's, else the summary's."""
-    epochs = history(record.history)
+    epochs = history(record.history, program)
     final = summary(record.summary)
     best = None
     for epoch in epochs:
