@@ -1,10 +1,12 @@
 """`sweeper sync`: upload the offline wandb runs that local sweeps logged, grouped by sweep.
 
 The agent logs every run of a local sweep with wandb, offline when no API key is
-configured, under `<home>/wandb/` with `group=<sweep id>`. This module finds those run
-folders, reads each one's run record (its id and group) from the `.wandb` transaction
+configured, under `<home>/wandb/` with `group=<sweep id>`; a program sweep's script logs
+there too, offline, under `WANDB_SWEEP_ID=<sweep id>`. This module finds those run folders,
+reads each one's run record (its id, group and sweep id) from the `.wandb` transaction
 log, and uploads the ones not yet uploaded with wandb's own `wandb sync` code, one call
-per sweep. A run counts as uploaded only when wandb-core wrote its `.wandb.synced` marker
+per sweep. W&B refuses a run of a sweep it does not have, so a program's run goes up as
+a copy whose sweep id is its group (`sweeper.wandb.upload_copy`). A run counts as uploaded only when wandb-core wrote its `.wandb.synced` marker
 (it does after the server accepted the run); those are recorded in the store
 (`wandb_synced`), and a run without the marker is retried by the next sync.
 
@@ -15,6 +17,7 @@ per sweep. A run counts as uploaded only when wandb-core wrote its `.wandb.synce
 from __future__ import annotations
 
 import os
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -27,6 +30,7 @@ from sweeper.paths import Home
 from sweeper.wandb.backend import DEFAULT_PROJECT
 from sweeper.wandb.credentials import redact, require_credentials
 from sweeper.wandb.runfile import run_record
+from sweeper.wandb.upload_copy import copy_without_sweep
 
 Upload = Callable[[list[Path], str | None, str], None]
 
@@ -38,6 +42,9 @@ class OfflineRun(BaseModel):
     wandb_file: Path
     run_id: str
     group: str | None = Field(description="The sweep id the agent logged the run under.")
+    in_sweep: bool = Field(
+        False, description="Logged under WANDB_SWEEP_ID (a program's run): uploaded as a copy."
+    )
 
     @property
     def marker(self) -> Path:
@@ -62,9 +69,10 @@ class SyncResult(BaseModel):
 
 
 def read_run_record(wandb_file: Path) -> tuple[str, str | None] | None:
-    """(run id, group) from a `.wandb` transaction log, or None if it has no readable run record."""
+    """(run id, sweep id) from a `.wandb` transaction log: the sweep is the run's group (the
+    agent's runs) or sweep id (a program's); None if it has no readable run record."""
     run = run_record(wandb_file)
-    return None if run is None else (run.run_id, run.run_group or None)
+    return None if run is None else (run.run_id, run.run_group or run.sweep_id or None)
 
 
 def offline_runs(home: Home) -> list[OfflineRun]:
@@ -75,11 +83,18 @@ def offline_runs(home: Home) -> list[OfflineRun]:
         files = sorted(run_dir.glob("*.wandb"))
         if not run_dir.is_dir() or not files:
             continue
-        header = read_run_record(files[0])
-        if header is None:
+        run = run_record(files[0])
+        if run is None:
             continue
-        run_id, group = header
-        found.append(OfflineRun(run_dir=run_dir, wandb_file=files[0], run_id=run_id, group=group))
+        found.append(
+            OfflineRun(
+                run_dir=run_dir,
+                wandb_file=files[0],
+                run_id=run.run_id,
+                group=run.run_group or run.sweep_id or None,
+                in_sweep=bool(run.sweep_id),
+            )
+        )
     return found
 
 
@@ -187,12 +202,23 @@ def _upload_group(
 ) -> None:
     """Upload one sweep's runs; record those wandb marked uploaded; raise for the rest."""
     failure: str | None = None
-    try:
-        upload([r.run_dir for r in runs], entity, project)
-    except SweeperError:
-        raise
-    except (Exception, SystemExit) as exc:  # click's exit and wandb's errors alike
-        failure = redact(f"{type(exc).__name__}: {exc}")
+    with tempfile.TemporaryDirectory(prefix="sync-", dir=local.home.wandb_dir) as copies:
+        sent = {
+            r.run_dir: copy_without_sweep(r.run_dir, r.wandb_file, Path(copies))
+            for r in runs
+            if r.in_sweep
+        }
+        try:
+            upload(
+                [sent[r.run_dir].parent if r.in_sweep else r.run_dir for r in runs], entity, project
+            )
+        except SweeperError:
+            raise
+        except (Exception, SystemExit) as exc:  # click's exit and wandb's errors alike
+            failure = redact(f"{type(exc).__name__}: {exc}")
+        for r in runs:  # a copy's marker is its run's: `wandb sync` then skips the run too
+            if r.in_sweep and sent[r.run_dir].with_name(r.marker.name).exists():
+                r.marker.touch()
     done = [r for r in runs if r.marker.exists()]
     now = time.time()
     with local.store.transaction(immediate=True) as conn:

@@ -28,9 +28,11 @@ from sweeper.errors import BackendError, NotFoundError
 from sweeper.paths import Home
 from sweeper.spec import parse_spec
 from sweeper.wandb import sync as wandb_sync
+from sweeper.wandb.runfile import run_record
 from sweeper.wandb.sync import read_run_record, sync_offline_runs
 from tests.standin_http import standin
 from tests.sweeper.fake_wandb import KEY, FakeWandb, fresh_wandb_session, serve  # noqa: F401 - autouse fixture
+from tests.sweeper.program_runs import write_program_run
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -49,6 +51,8 @@ class Uploads:
 
     def __init__(self) -> None:
         self.calls: list[tuple[list[str], str | None, str]] = []
+        #: Each uploaded run's record as wandb would read it then: (id, group, sweep id).
+        self.runs: list[tuple[str, str, str]] = []
         self.error: Exception | None = None
         self.refuse = False  # return quietly without uploading, as wandb's sync does
 
@@ -57,6 +61,9 @@ class Uploads:
             error, self.error = self.error, None
             raise error
         self.calls.append((sorted(p.name for p in paths), entity, project))
+        for path in paths:
+            run = run_record(next(path.glob("*.wandb")))
+            self.runs.append((run.run_id, run.run_group, run.sweep_id))
         if self.refuse:
             self.refuse = False
             return
@@ -258,6 +265,25 @@ def test_a_run_wandb_wrote_offline_is_found(keyed: str, sweeps_here: tuple[str, 
     result = sync_offline_runs(Home(), upload=uploads)
     assert [g.sweep_id for g in result.groups] == [sweep_id]
     assert len(uploads.calls) == 1 and len(uploads.calls[0][0]) == 1
+
+
+def test_a_program_sweeps_run_goes_up_under_its_group_not_a_sweep_w_and_b_lacks(
+    keyed: str, sweeps_here: tuple[str, str], tmp_path: Path
+) -> None:
+    sweep_id = sweeps_here[0]
+    wandb_file = write_program_run(Home(), sweep_id, "prog01", cwd=tmp_path)
+    assert run_record(wandb_file).sweep_id == sweep_id  # as the script wrote it
+    uploads = Uploads()
+    result = sync_offline_runs(Home(), upload=uploads)
+    assert [(g.sweep_id, g.run_ids) for g in result.groups] == [(sweep_id, ["prog01"])]
+    # W&B refuses a run of a sweep it does not have: the copy uploaded is grouped instead.
+    assert uploads.runs == [("prog01", sweep_id, "")]
+    assert uploads.calls[0][0] == [wandb_file.parent.name]
+    assert run_record(wandb_file).sweep_id == sweep_id  # the run itself is left as it was
+    assert wandb_file.with_name(wandb_file.name + ".synced").exists()
+    assert not list(Home().wandb_dir.glob("sync-*"))  # the copy is gone
+    again = sync_offline_runs(Home(), upload=uploads)
+    assert (again.groups, again.already_synced, len(uploads.calls)) == ([], 1, 1)
 
 
 def test_cli_sync_reports_what_it_uploaded(
