@@ -78,6 +78,10 @@ DEFAULT_PROJECT = "sweeper"
 RUNS_CACHE_S = 5.0
 #: Set to 1 to upload each finished run's best checkpoint as a W&B model artifact.
 CHECKPOINTS_ENV = "SWEEPER_WANDB_CHECKPOINTS"
+#: Least seconds between two heartbeats that a program's logged steps send W&B's controller
+#: (`wandb agent` polls every 5 s; a script may log thousands of steps a second). The
+#: worker's heartbeat thread beats on its own schedule.
+PROGRAM_STEP_HEARTBEAT_S = 5.0
 
 _ALLOWED = {
     SweepState.running: {SweepState.paused, SweepState.canceled, SweepState.finished},
@@ -123,9 +127,11 @@ class WandbBackend(Backend):
                 raise BackendError(f"wandb cannot start: {redact(str(exc))}") from None
         self.client = client
         self._issued = IssuedRuns(self.store, client, self._retry, now)
+        self._clock = clock
         self._cache: dict[tuple[str, bool], tuple[float, list[Run]]] = {}
         self._records: dict[str, tuple[float, SweepRecord]] = {}
         self._specs: dict[str, SweepSpec] = {}
+        self._step_beats: dict[str, float] = {}
 
     # -- sweeps --------------------------------------------------------------------
 
@@ -252,7 +258,13 @@ class WandbBackend(Backend):
                 "UPDATE wandb_runs SET metric = ?, epochs = ?, heartbeat_at = ? WHERE id = ?",
                 (best, max(epoch, row["epochs"]), now, run_id),
             )
-        if spec.kind != "program":
+        self._cache.clear()
+        if spec.kind == "program":
+            last = self._step_beats.get(run_id)
+            if last is not None and self._clock() - last < PROGRAM_STEP_HEARTBEAT_S:
+                return Control.proceed
+            self._step_beats[run_id] = self._clock()
+        else:
             self._retry(
                 f"log epoch {epoch} of run {run_id}",
                 self.client.log_epoch,
@@ -261,7 +273,6 @@ class WandbBackend(Backend):
                 json.loads(row["config"]),
                 metrics,
             )
-        self._cache.clear()
         return self._control(row, ref_row, worker)
 
     def heartbeat(self, run_id: str, worker: str) -> Control:

@@ -10,18 +10,21 @@ its `.wandb` file, as the server would receive it online.
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from typer.testing import CliRunner
 
 from agent.worker import Worker
+from sweeper.cli import app
 from sweeper.models import RunState
 from sweeper.paths import Home
 from sweeper.spec import parse_spec
-from sweeper.wandb.backend import WandbBackend
+from sweeper.wandb.backend import PROGRAM_STEP_HEARTBEAT_S, WandbBackend
 from tests.sweeper.fake_wandb import FakeWandb, fresh_wandb_session, serve  # noqa: F401 - autouse fixture
 
 from .conftest import FakeClock
@@ -185,6 +188,34 @@ def test_the_script_gets_the_sweeps_entity_project_and_the_agents_mode(
     }
     monkeypatch.delenv("WANDB_MODE")
     assert backend.program_env(claim.run.id)["WANDB_MODE"] == "online"  # as `wandb agent`
+
+
+def test_a_scripts_steps_ask_the_controller_at_most_every_few_seconds(
+    fake: FakeWandb, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = FakeClock(start=0.0)
+    backend = WandbBackend(Home(), sleep=clock.sleep, clock=clock)
+    sweep = backend.create_sweep(parse_spec(PROGRAM), name="prog")
+    run = backend.claim_run(sweep.id, "w1").run
+    assert run is not None
+    before = fake.operations.count("Heartbeat")
+    for step in range(100):
+        backend.log_epoch(run.id, "w1", {"epoch": step + 1, "score": 0.1})
+    clock.advance(PROGRAM_STEP_HEARTBEAT_S)
+    backend.log_epoch(run.id, "w1", {"epoch": 101, "score": 0.2})
+    assert fake.operations.count("Heartbeat") - before == 2
+    assert (backend.get_run(run.id).epochs, backend.get_run(run.id).metric) == (101, 0.2)
+
+
+def test_cli_creates_a_program_sweep_on_w_and_b(fake: FakeWandb, tmp_path: Path) -> None:
+    (tmp_path / "prog.yaml").write_text(PROGRAM)
+    runner = CliRunner()
+    created = runner.invoke(app, ["create", "prog.yaml", "--backend", "wandb", "--json"])
+    assert created.exit_code == 0, created.output
+    sweep_id = json.loads(created.output)["id"]
+    assert fake.sweeps[sweep_id].config["program"] == "logs_metric.py"
+    status = runner.invoke(app, ["status", "--json"])
+    assert json.loads(status.output)["backend"] == "wandb", status.output
 
 
 def test_a_program_sweeps_status_does_not_need_its_script_here(
