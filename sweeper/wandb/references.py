@@ -15,7 +15,6 @@ import sqlite3
 from collections.abc import Sequence
 from typing import Any, Protocol, TypeVar
 
-from sweeper.backends.ledger import dumps
 from sweeper.errors import NotFoundError, did_you_mean
 from sweeper.spec import SweepSpec, parse_spec
 from sweeper.store import Store
@@ -82,7 +81,7 @@ def record(
 def server_spec(config: dict[str, Any], source: str) -> SweepSpec:
     """The spec of a sweep as W&B holds it (its config, less the keys the server adds)."""
     kept = {k: v for k, v in config.items() if k not in SERVER_KEYS}
-    return parse_spec(dumps(kept), source=source)
+    return parse_spec(json.dumps(kept), source=source)
 
 
 def spec_of(row: Any) -> SweepSpec:
