@@ -4,9 +4,12 @@
 
 from __future__ import annotations
 
+import json
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from collections import Counter
 
 import pytest
@@ -73,6 +76,29 @@ def test_hyperband_stops_a_function_that_falls_behind(api_project: ApiProject) -
     runs = sorted(api_project.status(result["sweep"])["runs"], key=lambda r: r["config"]["lr"])
     assert [r["state"] for r in runs] == ["stopped", "finished", "finished"]
     assert "hyperband" in runs[0]["reason"]
+
+
+@pytest.mark.slow
+def test_ctrl_c_puts_the_run_back_in_the_queue_and_returns(api_project: ApiProject) -> None:
+    api_project.env["HANG_BELOW"] = "10"  # every run waits after its first step
+    script = subprocess.Popen(
+        [sys.executable, "function_sweep.py", json.dumps(GRID)],
+        cwd=api_project.path,
+        env=api_project.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    while not (api_project.out.exists() and api_project.out.read_text()):
+        assert script.poll() is None, script.communicate()
+        time.sleep(0.05)
+    script.send_signal(signal.SIGINT)
+    stdout, stderr = script.communicate(timeout=120)
+    assert script.returncode == 0, stdout + stderr
+    result = json.loads(stdout.strip().splitlines()[-1])
+    assert (result["summary"]["reason"], result["summary"]["requeued"]) == ("Ctrl-C", 1)
+    (run,) = api_project.status(result["sweep"])["runs"]
+    assert (run["state"], run["reason"]) == ("pending", "agent stopped (Ctrl-C)")
 
 
 @pytest.mark.slow
