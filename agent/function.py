@@ -124,8 +124,10 @@ class FunctionWorker(Worker):
             call.start()
             self._follow(call, feed)
             wandb.finish(exit_code=0 if call.error is None else 1)
+            # The run's last records reach its `.wandb` file when wandb's service closes it.
+            wandb.teardown()
         if self.stop.kind != Control.lost:
-            self._report(feed.poll())  # what wandb wrote while finishing
+            self._report(feed.poll())
         summary = feed.summary()
         if self.stop.kind is not None:
             return self._end(run_id, summary)
