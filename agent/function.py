@@ -29,6 +29,7 @@ import contextlib
 import ctypes
 import logging
 import os
+import socket
 import sys
 import threading
 import time
@@ -171,7 +172,7 @@ def run_function_agent(
     Ctrl-C say stop; return what the agent did."""
     started_at = time.monotonic()
     summary = AgentSummary(sweep_id=sweep_id)
-    name = f"{os.uname().nodename.split('.')[0]}-{os.getpid()}-fn"
+    name = f"{socket.gethostname().split('.')[0]}-{os.getpid()}-fn"
     worker = FunctionWorker(function, home, backend, name, heartbeat_s)
     assert worker.backend is not None
     failures = 0

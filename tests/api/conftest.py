@@ -44,9 +44,9 @@ class ApiProject:
         completed = self.python("function_sweep.py", *args)
         return dict(json.loads(completed.stdout.strip().splitlines()[-1]))
 
-    def status(self, sweep_id: str) -> dict[str, Any]:
-        """`sweeper status --json`, as a user's tooling reads it."""
-        completed = self.python("-m", "sweeper", "status", sweep_id, "--json")
+    def status(self, sweep_id: str | None = None) -> dict[str, Any]:
+        """`sweeper status --json` (of the current sweep by default), as a user's tooling reads it."""
+        completed = self.python("-m", "sweeper", "status", *filter(None, [sweep_id]), "--json")
         return dict(json.loads(completed.stdout))
 
     def received(self) -> list[dict[str, Any]]:

@@ -170,3 +170,17 @@ def test_an_unknown_attribute_is_an_attribute_error() -> None:
 
     with pytest.raises(AttributeError, match="no attribute 'swep'"):
         sweeper.swep  # noqa: B018
+
+
+@pytest.mark.slow
+def test_the_readme_example_runs_as_written(api_project: ApiProject) -> None:
+    readme = (ROOT / "README.md").read_text()
+    head = "```python\nimport sweeper, wandb\n"
+    example = head[len("```python\n") :] + readme.split(head, 1)[1].split("```", 1)[0]
+    (api_project.path / "example.py").write_text(example)
+    api_project.python("example.py")
+    runs = api_project.status()["runs"]  # the current sweep: the one the example created
+    assert sorted((r["config"]["lr"], r["state"], r["epochs"], r["metric"]) for r in runs) == [
+        (0.01, "finished", 3, pytest.approx(0.01 / 3)),
+        (0.1, "finished", 3, pytest.approx(0.1 / 3)),
+    ]
