@@ -13,6 +13,10 @@ Stopping is wandb's: SIGTERM to the group, SIGKILL after `KILL_DELAY_S`. On Linu
 script also dies with its worker (a `kill -9` of the agent), as the worker dies with its
 supervisor: a two-line launcher asks the kernel for SIGKILL at the worker's death, then
 execs the command in its place (same process, no extra one left running).
+
+What the script logs reaches the backend through `MetricsFeed`, which the in-process
+function agent (`agent.function`, `sweeper.agent(sweep_id, function=f)`) shares, with
+`sweep_environment` and `find_wandb_file`.
 """
 
 from __future__ import annotations
@@ -26,7 +30,13 @@ import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from sweeper.models import Control
+
+if TYPE_CHECKING:
+    from sweeper.backends.base import Backend
+    from sweeper.wandb.run_metrics import RunMetrics
 
 #: W&B agent's grace between SIGTERM and SIGKILL (`Agent.KILL_DELAY`).
 KILL_DELAY_S = 30.0
@@ -62,6 +72,50 @@ def sweep_files(wandb_dir: Path, sweep_id: str, run_id: str) -> tuple[Path, Path
     """Where `wandb agent` puts a run's parameter YAML and `${args_json_file}` JSON."""
     folder = wandb_dir / "wandb" / f"sweep-{sweep_id}"
     return folder / f"config-{run_id}.yaml", folder / f"config-{run_id}.json"
+
+
+def sweep_environment(
+    wandb_dir: Path, sweep_id: str, run_id: str, args: dict[str, Any]
+) -> dict[str, str]:
+    """Write the run's parameter YAML where `wandb agent` puts it; return the variables it sets.
+
+    With them in the environment, a bare `wandb.init()` joins the sweep's run `run_id`
+    with `args` as its `wandb.config`, offline, its files under `wandb_dir`.
+    """
+    from wandb.sdk.lib import config_util
+
+    param_path, _ = sweep_files(wandb_dir, sweep_id, run_id)
+    param_path.parent.mkdir(parents=True, exist_ok=True)
+    wrapped = {name: {"value": value} for name, value in args.items()}
+    config_util.save_config_file_from_dict(str(param_path), wrapped)
+    return {
+        "WANDB_SWEEP_ID": sweep_id,
+        "WANDB_RUN_ID": run_id,
+        "WANDB_SWEEP_PARAM_PATH": str(param_path),
+        "WANDB_DIR": str(wandb_dir),
+        "WANDB_MODE": "offline",
+    }
+
+
+def wandb_files(wandb_dir: Path, run_id: str) -> list[Path]:
+    """Every `.wandb` transaction log of run `run_id` under `wandb_dir` (a resumed run has one
+    per attempt)."""
+    return list((wandb_dir / "wandb").glob(f"*-{run_id}/run-{run_id}.wandb"))
+
+
+def find_wandb_file(
+    wandb_dir: Path, run_id: str, earlier: frozenset[Path] = frozenset()
+) -> Path | None:
+    """This attempt's `.wandb` transaction log of the run, once wandb has created it: one not
+    in `earlier` (the logs of the run's earlier attempts).
+
+    >>> find_wandb_file(Path("/nonexistent"), "r1") is None
+    True
+    """
+    for found in wandb_files(wandb_dir, run_id):
+        if found not in earlier:
+            return found
+    return None
 
 
 def build_command(
@@ -105,30 +159,17 @@ class ProgramProcess:
         cwd: Path | None = None,
         backend_env: Mapping[str, str] | None = None,
     ) -> None:
-        from wandb.sdk.lib import config_util
-
-        param_path, json_path = sweep_files(wandb_dir, sweep_id, run_id)
-        param_path.parent.mkdir(parents=True, exist_ok=True)
-        wrapped = {name: {"value": value} for name, value in args.items()}
-        config_util.save_config_file_from_dict(str(param_path), wrapped)
+        env = {**os.environ, **sweep_environment(wandb_dir, sweep_id, run_id, args)}
+        _, json_path = sweep_files(wandb_dir, sweep_id, run_id)
         self.command, sweep_vars = build_command(spec, args, json_path)
         if "${args_json_file}" in [str(c) for c in spec.get("command") or []]:
             json_path.write_text(sweep_vars["args_json"][0], encoding="utf-8")
-        env = dict(os.environ)
-        env.update(
-            WANDB_SWEEP_ID=sweep_id,
-            WANDB_RUN_ID=run_id,
-            WANDB_SWEEP_PARAM_PATH=str(param_path),
-            WANDB_DIR=str(wandb_dir),
-            WANDB_MODE="offline",
-        )
         env.update(backend_env or {})  # the W&B backend's: online, the sweep's entity, project
         # The script starts its own wandb-core, as under `wandb agent`: attached to the
         # worker's, its runs would outlive it there ("run ID ... is in use" on a hand-back).
         env.pop("WANDB_SERVICE", None)
-        self.wandb_dir, self.run_id = wandb_dir, run_id
         # A W&B run resumed here has the folders of its earlier attempts under the same id.
-        self._earlier = set(self._wandb_files())
+        self.earlier = frozenset(wandb_files(wandb_dir, run_id))
         argv = self.command
         if sys.platform.startswith("linux"):
             argv = [sys.executable, "-S", "-c", _LAUNCHER, str(os.getpid()), *argv]
@@ -136,16 +177,6 @@ class ProgramProcess:
             argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, start_new_session=True
         )
         self.terminated_at: float | None = None
-
-    def _wandb_files(self) -> list[Path]:
-        return list((self.wandb_dir / "wandb").glob(f"*-{self.run_id}/run-{self.run_id}.wandb"))
-
-    def wandb_file(self) -> Path | None:
-        """This attempt's `.wandb` transaction log, once wandb has created it."""
-        for found in self._wandb_files():
-            if found not in self._earlier:
-                return found
-        return None
 
     def wait(self, timeout: float) -> int | None:
         """The exit code, or None if it still runs after `timeout` seconds."""
@@ -170,6 +201,55 @@ class ProgramProcess:
     def _signal(self, sig: signal.Signals) -> None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.proc.pid, sig)
+
+
+class MetricsFeed:
+    """What a run logs with wandb, handed to the backend as it comes.
+
+    Each history row of the run's `.wandb` file (read by `sweeper.wandb.run_metrics`) is
+    one `log_epoch` (epoch = `_step` + 1): hyperband and the live table see it. The
+    summary is W&B's (the last value of each key unless the script set it).
+    """
+
+    def __init__(
+        self,
+        backend: Backend,
+        run_id: str,
+        worker: str,
+        wandb_dir: Path,
+        spec: Mapping[str, Any],
+        earlier: frozenset[Path] = frozenset(),
+    ) -> None:
+        self.backend, self.run_id, self.worker, self.wandb_dir = backend, run_id, worker, wandb_dir
+        self.earlier = earlier
+        self.rule = (spec.get("early_terminate") or {}).get("type", "early_terminate")
+        self.metrics: RunMetrics | None = None
+
+    def poll(self) -> tuple[Control, str] | None:
+        """Report the rows logged since the last call; return the first answer that is not
+        `proceed`, with what it is about (" by hyperband at step 2" for a stop, else "")."""
+        from sweeper.wandb.run_metrics import RunMetrics
+
+        if self.metrics is None:
+            found = find_wandb_file(self.wandb_dir, self.run_id, self.earlier)
+            if found is None:
+                return None
+            self.metrics = RunMetrics(found)
+        answer: tuple[Control, str] | None = None
+        for row in self.metrics.read():
+            control = self.backend.log_epoch(
+                self.run_id, self.worker, {"epoch": row["_step"] + 1, **row}
+            )
+            if control != Control.proceed and answer is None:
+                detail = (
+                    f" by {self.rule} at step {row['_step']}" if control == Control.stop else ""
+                )
+                answer = (control, detail)
+        return answer
+
+    def summary(self) -> dict[str, Any]:
+        """W&B's run summary of what was read so far (empty before wandb wrote anything)."""
+        return self.metrics.summary() if self.metrics is not None else {}
 
 
 def describe_exit(code: int) -> str:

@@ -290,8 +290,7 @@ class Worker:
         does. Exit 0: finished with W&B's summary; another code: failed with the tail of
         its output; killed by a signal nobody here sent: crashed, and re-queued.
         """
-        from agent.program import ProgramProcess, describe_exit, log_tail, nest_config
-        from sweeper.wandb.run_metrics import RunMetrics
+        from agent.program import MetricsFeed, ProgramProcess, describe_exit, log_tail, nest_config
 
         assert self.backend is not None
         backend, run_id = self.backend, run.id
@@ -305,28 +304,19 @@ class Worker:
             sweep.spec, sweep.id, run_id, args, self.home.wandb_dir, backend_env=backend_env
         )
         log.info("run %s: %s", run_id, " ".join(program.command))
-        metrics: RunMetrics | None = None
-        rule = (sweep.spec.get("early_terminate") or {}).get("type", "early_terminate")
-
-        def report(rows: list[dict[str, Any]]) -> None:
-            for row in rows:
-                values = {"epoch": row["_step"] + 1, **row}
-                control = backend.log_epoch(run_id, self.name, values)
-                if control != Control.proceed:
-                    detail = f" by {rule} at step {row['_step']}" if control == Control.stop else ""
-                    self.stop.request(control, _control_reason(control, detail), interrupt=True)
-
+        feed = MetricsFeed(
+            backend, run_id, self.name, self.home.wandb_dir, sweep.spec, program.earlier
+        )
         while True:
             code = program.wait(PROGRAM_POLL_S)
-            if metrics is None and (found := program.wandb_file()) is not None:
-                metrics = RunMetrics(found)
-            if metrics is not None and self.stop.kind != Control.lost:
-                report(metrics.read())
+            if self.stop.kind != Control.lost and (answer := feed.poll()) is not None:
+                control, detail = answer
+                self.stop.request(control, _control_reason(control, detail), interrupt=True)
             if code is not None:
                 break
             if self.stop.event.is_set():
                 program.stop()
-        summary = metrics.summary() if metrics is not None else {}
+        summary = feed.summary()
         if self.stop.kind is not None:
             return self._end(run_id, summary)
         if code == 0:

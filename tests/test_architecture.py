@@ -8,9 +8,11 @@ TYPE_CHECKING.
     sweeper core -> trainer (its config, for spec validation)
     trainer     -> nothing of ours, and not wandb
 
-The sweeper core is every module of `sweeper` but the command line (`sweeper.cli`, as a
-module or a package, and `sweeper.__main__`), so a module or package added to `sweeper`
-is core unless it is part of the CLI.
+The sweeper core is every module of `sweeper` but its entry points: the command line
+(`sweeper.cli`, as a module or a package, and `sweeper.__main__`) and the Python API
+(`sweeper.api`, `sweeper.sweep` / `sweeper.agent`, which drives the agent as the CLI does;
+the package's lazy `__getattr__` loads it by name), so a module or package added to
+`sweeper` is core unless it is one of those entry points.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import pytest
 
 PACKAGES = ("sweeper", "agent", "trainer", "reports", "demo")
 CORE = "sweeper core"
-CLI = ("sweeper.cli", "sweeper.__main__")
+CLI = ("sweeper.cli", "sweeper.__main__", "sweeper.api")
 TESTS = Path(__file__).parent
 
 

@@ -8,7 +8,7 @@ The package's modules, one layer each:
 - `program_layer`: a program sweep's (the user's own script) local checks, and which kind a spec is;
 - `messages`: the sentences problems are written in;
 - `swept`: which parameters a spec varies (the one definition);
-- `sweep_spec`: `SweepSpec` and `parse_spec` / `load_spec`, which run the layers.
+- `sweep_spec`: `SweepSpec` and `parse_spec` / `load_spec` / `spec_from_data`, which run the layers.
 
 Importing the package is light (pydantic only): the layers load when a spec is validated.
 
@@ -28,7 +28,14 @@ exactly as loaded, so the engine sees what W&B would.
 
 from __future__ import annotations
 
-from sweeper.spec.sweep_spec import Parameter, SweepSpec, load_spec, parse_spec
+from sweeper.spec.sweep_spec import Parameter, SweepSpec, load_spec, parse_spec, spec_from_data
 from sweeper.spec.swept import swept_parameters
 
-__all__ = ["Parameter", "SweepSpec", "load_spec", "parse_spec", "swept_parameters"]
+__all__ = [
+    "Parameter",
+    "SweepSpec",
+    "load_spec",
+    "parse_spec",
+    "spec_from_data",
+    "swept_parameters",
+]

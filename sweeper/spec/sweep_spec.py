@@ -123,12 +123,31 @@ def parse_spec(text: str, source: str = "<string>", cwd: Path | None = None) -> 
 
     `cwd` is where agents will run a program sweep's script (default: the working directory).
     """
+    from sweeper.spec.loading import load_yaml
+
+    return spec_from_data(load_yaml(text, source), source, cwd)
+
+
+def spec_from_data(
+    data: Any,
+    source: str = "<dict>",
+    cwd: Path | None = None,
+    kind: Literal["trainer", "program"] | None = None,
+) -> SweepSpec:
+    """Validate a loaded spec (a mapping, as from YAML or `sweeper.sweep(config)`).
+
+    `kind` overrides what the spec says it is (`program_layer.kind_of`): a config for
+    `sweeper.agent(function=f)` names no program, yet its parameters are the user's.
+
+    >>> spec_from_data({"method": "grid", "metric": {"name": "loss"},
+    ...                 "parameters": {"width": {"values": [8, 16]}}}, kind="program").kind
+    'program'
+    """
     from sweeper.spec import schema
-    from sweeper.spec.loading import load_yaml, plain_data_problems
+    from sweeper.spec.loading import plain_data_problems
     from sweeper.spec.messages import describe
     from sweeper.spec.program_layer import kind_of, program_problems
 
-    data = load_yaml(text, source)
     if data is None:
         raise SpecError(
             source, ["is empty; expected a W&B sweep spec (method, metric, parameters)"]
@@ -143,7 +162,7 @@ def parse_spec(text: str, source: str = "<string>", cwd: Path | None = None) -> 
     problems = plain_data_problems(data)
     if problems:
         raise SpecError(source, problems)
-    kind = kind_of(data)
+    kind = kind or kind_of(data)
     if kind == "program":
         checked = schema.check(data)
         problems = checked.problems + program_problems(data, cwd or Path.cwd())

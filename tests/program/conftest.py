@@ -19,6 +19,10 @@ from sweeper.paths import Home
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPTS = ("logs_metric.py", "reads_args.py")
 
+#: A user's scripts run under the agent; importing them (pytest's doctest collection) would
+#: start a wandb run in the test process.
+collect_ignore = [*SCRIPTS, "wandb_examples"]
+
 
 class Project:
     """A folder holding a user's scripts and sweep files; `sweeper` runs in it."""

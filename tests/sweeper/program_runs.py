@@ -7,7 +7,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from agent.program import ProgramProcess
+from agent.program import ProgramProcess, find_wandb_file
 from sweeper.paths import Home
 
 SCRIPT = Path(__file__).resolve().parents[1] / "program" / "logs_metric.py"
@@ -19,6 +19,6 @@ def write_program_run(home: Home, sweep_id: str, run_id: str, cwd: Path) -> Path
     spec = {"program": SCRIPT.name, "parameters": {"lr": {"values": [0.5]}}}
     program = ProgramProcess(spec, sweep_id, run_id, {"lr": 0.5}, home.wandb_dir, cwd=cwd)
     assert program.wait(120) == 0
-    found = program.wandb_file()
+    found = find_wandb_file(home.wandb_dir, run_id)
     assert found is not None
     return found

@@ -1,0 +1,60 @@
+"""A user's folder where a script calls `sweeper.sweep` / `sweeper.agent`, run as a user runs it."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class ApiProject:
+    """A folder holding the user's script; it runs there with its own sweeper home."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.out = path / "out.jsonl"
+        self.env = {**os.environ, "PYTHONPATH": str(ROOT), "PROGRAM_OUT": str(self.out)}
+        self.env["SWEEPER_HOME"] = str(path / ".sweeper")
+        self.env.pop("WANDB_MODE", None)  # the agent makes the runs offline itself
+
+    def python(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        completed = subprocess.run(
+            [sys.executable, *args],
+            cwd=self.path,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        if check:
+            assert completed.returncode == 0, completed.stdout + completed.stderr
+        return completed
+
+    def sweep(self, config: dict[str, Any], count: int | None = None) -> dict[str, Any]:
+        """Run the script on `config`; its last output line: the sweep id and agent summary."""
+        args = [json.dumps(config)] + ([] if count is None else [str(count)])
+        completed = self.python("function_sweep.py", *args)
+        return dict(json.loads(completed.stdout.strip().splitlines()[-1]))
+
+    def status(self, sweep_id: str | None = None) -> dict[str, Any]:
+        """`sweeper status --json` (of the current sweep by default), as a user's tooling reads it."""
+        completed = self.python("-m", "sweeper", "status", *filter(None, [sweep_id]), "--json")
+        return dict(json.loads(completed.stdout))
+
+    def received(self) -> list[dict[str, Any]]:
+        """The configs `train()` saw, one per call."""
+        return [json.loads(line) for line in self.out.read_text().splitlines()]
+
+
+@pytest.fixture
+def api_project(tmp_path: Path) -> ApiProject:
+    shutil.copy(Path(__file__).parent / "function_sweep.py", tmp_path / "function_sweep.py")
+    return ApiProject(tmp_path)

@@ -1,0 +1,186 @@
+"""sweeper.api through a user's script in a subprocess: `sweeper.sweep(config)` then
+`sweeper.agent(sweep_id, function=train, count=n)`, where `train()` uses only a bare
+`wandb.init()` and `wandb.log()`, as under W&B; the runs are read back with `sweeper status --json`."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+
+import pytest
+
+from tests.api.conftest import ROOT, ApiProject
+
+GRID = {
+    "method": "grid",
+    "metric": {"name": "loss", "goal": "minimize"},
+    "parameters": {
+        "lr": {"values": [0.5, 2.0, 0.25, 0.125]},
+        "model": {"parameters": {"width": {"value": 8}, "bn": {"value": True}}},
+    },
+}
+
+
+@pytest.mark.slow
+def test_count_failures_and_a_grid_finished_once_per_config(api_project: ApiProject) -> None:
+    first = api_project.sweep(GRID, count=3)
+    sweep_id = first["sweep"]
+    assert (first["summary"]["started"], first["summary"]["reason"]) == (3, "count 3 reached")
+    runs = api_project.status(sweep_id)["runs"]
+    assert len(runs) == 3
+    by_lr = {run["config"]["lr"]: run for run in runs}
+    assert by_lr[2.0]["state"] == "failed"
+    assert by_lr[2.0]["reason"] == "ValueError: lr 2.0 is too large"
+    assert {(by_lr[lr]["state"], by_lr[lr]["epochs"]) for lr in (0.5, 0.25)} == {("finished", 3)}
+    # The bare wandb.init() got the nested config, as W&B's agent hands it over.
+    assert api_project.received()[0]["config"] == {
+        "lr": 0.5,
+        "model": {"width": 8, "bn": True},
+    }
+
+    second = api_project.python("-c", _AGENT_ONLY.format(sweep_id=sweep_id))
+    assert "grid exhausted" in second.stdout, second.stdout + second.stderr
+    runs = api_project.status(sweep_id)["runs"]
+    assert Counter((r["config"]["lr"], r["state"]) for r in runs) == Counter(
+        [(0.5, "finished"), (2.0, "failed"), (0.25, "finished"), (0.125, "finished")]
+    )
+    assert Counter(r["config"]["lr"] for r in api_project.received()) == Counter(
+        [0.5, 2.0, 0.25, 0.125]
+    )
+
+
+_AGENT_ONLY = """
+import sweeper
+from function_sweep import train
+print(sweeper.agent({sweep_id!r}, function=train).line())
+"""
+
+
+@pytest.mark.slow
+def test_hyperband_stops_a_function_that_falls_behind(api_project: ApiProject) -> None:
+    # The lr 0.01 run waits after its first step until it is stopped: only hyperband ends it.
+    api_project.env["HANG_BELOW"] = "0.1"
+    spec = {
+        "method": "grid",
+        "metric": {"name": "loss", "goal": "maximize"},
+        "parameters": {"lr": {"values": [0.5, 0.25, 0.01]}},
+        "early_terminate": {"type": "hyperband", "min_iter": 1, "eta": 2},
+    }
+    result = api_project.sweep(spec)
+    assert result["summary"]["stopped"] == 1
+    runs = sorted(api_project.status(result["sweep"])["runs"], key=lambda r: r["config"]["lr"])
+    assert [r["state"] for r in runs] == ["stopped", "finished", "finished"]
+    assert "hyperband" in runs[0]["reason"]
+
+
+@pytest.mark.slow
+def test_ctrl_c_puts_the_run_back_in_the_queue_and_returns(api_project: ApiProject) -> None:
+    api_project.env["HANG_BELOW"] = "10"  # every run waits after its first step
+    script = subprocess.Popen(
+        [sys.executable, "function_sweep.py", json.dumps(GRID)],
+        cwd=api_project.path,
+        env=api_project.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    while not (api_project.out.exists() and api_project.out.read_text()):
+        assert script.poll() is None, script.communicate()
+        time.sleep(0.05)
+    script.send_signal(signal.SIGINT)
+    stdout, stderr = script.communicate(timeout=120)
+    assert script.returncode == 0, stdout + stderr
+    result = json.loads(stdout.strip().splitlines()[-1])
+    assert (result["summary"]["reason"], result["summary"]["requeued"]) == ("Ctrl-C", 1)
+    (run,) = api_project.status(result["sweep"])["runs"]
+    assert (run["state"], run["reason"]) == ("pending", "agent stopped (Ctrl-C)")
+
+
+@pytest.mark.slow
+def test_without_a_function_the_agent_runs_the_sweeps_program(api_project: ApiProject) -> None:
+    shutil.copy(ROOT / "tests" / "program" / "logs_metric.py", api_project.path)
+    script = (
+        "import sweeper\n"
+        "config = {'program': 'logs_metric.py', 'method': 'grid',\n"
+        "          'metric': {'name': 'score', 'goal': 'maximize'},\n"
+        "          'parameters': {'lr': {'values': [0.5, 2.0]}}}\n"
+        "summary = sweeper.agent(sweeper.sweep(config), count=1, gpus='none')\n"
+        "print(summary.line())\n"
+    )
+    completed = api_project.python("-c", script)
+    assert "1 runs: 1 finished" in completed.stdout
+    (received,) = api_project.received()
+    assert received["config"] == {"lr": 0.5}
+
+
+def test_a_function_sweep_cannot_run_as_a_program(api_project: ApiProject) -> None:
+    script = (
+        "import sweeper\n"
+        "from sweeper.errors import SweeperError\n"
+        "sweep_id = sweeper.sweep({'method': 'random', 'metric': {'name': 'loss'},\n"
+        "                         'parameters': {'width': {'values': [8, 16]}}})\n"
+        "try:\n"
+        "    sweeper.agent(sweep_id)\n"
+        "except SweeperError as exc:\n"
+        "    print(exc)\n"
+    )
+    completed = api_project.python("-c", script)
+    assert "names no program" in completed.stdout
+    assert "pass function=" in completed.stdout
+
+
+def test_a_bad_config_is_refused_before_anything_is_stored(api_project: ApiProject) -> None:
+    script = (
+        "import sweeper\n"
+        "from sweeper.errors import SpecError\n"
+        "try:\n"
+        "    sweeper.sweep({'method': 'grid', 'metric': {'name': 'loss'},\n"
+        "                   'parameters': {'lr': {'distribution': 'uniform', 'min': 0, 'max': 1}}})\n"
+        "except SpecError as exc:\n"
+        "    print(exc.problems)\n"
+    )
+    completed = api_project.python("-c", script)
+    assert "grid search enumerates" in completed.stdout
+    assert not (api_project.path / ".sweeper" / "store.db").exists()
+
+
+def test_import_sweeper_stays_light() -> None:
+    completed = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys, sweeper; print(sorted(m for m in ('sweeper.api', 'agent', 'wandb')"
+            " if m in sys.modules)); print(callable(sweeper.sweep), 'sweeper.api' in sys.modules)",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert completed.stdout.split("\n")[:2] == ["[]", "True True"]
+
+
+def test_an_unknown_attribute_is_an_attribute_error() -> None:
+    import sweeper
+
+    with pytest.raises(AttributeError, match="no attribute 'swep'"):
+        sweeper.swep  # noqa: B018
+
+
+@pytest.mark.slow
+def test_the_readme_example_runs_as_written(api_project: ApiProject) -> None:
+    readme = (ROOT / "README.md").read_text()
+    head = "```python\nimport sweeper, wandb\n"
+    example = head[len("```python\n") :] + readme.split(head, 1)[1].split("```", 1)[0]
+    (api_project.path / "example.py").write_text(example)
+    api_project.python("example.py")
+    runs = api_project.status()["runs"]  # the current sweep: the one the example created
+    assert sorted((r["config"]["lr"], r["state"], r["epochs"], r["metric"]) for r in runs) == [
+        (0.01, "finished", 3, pytest.approx(0.01 / 3)),
+        (0.1, "finished", 3, pytest.approx(0.1 / 3)),
+    ]
