@@ -297,11 +297,13 @@ class Worker:
         args = nest_config(sweep.spec.get("parameters") or {}, run.config)
         if self.stop.event.is_set():
             return self._end(run_id, None)
-        # What the backend adds to the script's environment (W&B: what `wandb agent` sets).
-        program_env = getattr(backend, "program_env", None)
-        backend_env = program_env(run_id) if program_env is not None else None
         program = ProgramProcess(
-            sweep.spec, sweep.id, run_id, args, self.home.wandb_dir, backend_env=backend_env
+            sweep.spec,
+            sweep.id,
+            run_id,
+            args,
+            self.home.wandb_dir,
+            backend_env=backend.program_env(run_id),
         )
         log.info("run %s: %s", run_id, " ".join(program.command))
         feed = MetricsFeed(

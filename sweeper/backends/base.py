@@ -161,5 +161,10 @@ class Backend(ABC):
         sign = 1.0 if sweep.metric_goal == "maximize" else -1.0
         return max(scored, key=lambda r: sign * (r.metric or 0.0))
 
+    def program_env(self, run_id: str) -> dict[str, str]:
+        """What a program run's script needs in its environment beyond the sweep's and the
+        run's ids and parameter file (which the agent sets); none for a local store."""
+        return {}
+
     def close(self) -> None:  # noqa: B027 - optional hook with a no-op default
         """Release connections; the default holds none."""
