@@ -22,7 +22,7 @@ SPEC = {
 
 
 def _row(metric: float | None, **config: Any) -> dict[str, Any]:
-    return {"metric": metric, "config": config}
+    return {"metric": metric, "config": config, "swept": config}
 
 
 @pytest.mark.parametrize(

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from reports import FORMATS, build_report
+from reports.plots import PLOT_NAMES
 from sweeper.backends.local import LocalBackend
 from sweeper.errors import SweeperError
 from sweeper.paths import Home
@@ -19,6 +20,7 @@ SECTIONS = [
     "Headline",
     "Part A vs Part B",
     "Fine-tuning strategies",
+    "Metric over runs",
     "Parameter importance",
     "Learning curves",
     "Best run in detail",
@@ -145,13 +147,13 @@ def test_stopped_and_failed_runs_are_listed_with_reasons(full_report: tuple[Any,
     assert "lower batch\\_size &lt;script&gt;alert(1)&lt;/script&gt; \\| try 4" in markdown
 
 
-def assert_offline(html: str) -> None:
+def assert_offline(html: str, svgs: int = len(PLOT_NAMES)) -> None:
     """No URL, no external resource, nothing that runs: the page reads the same offline."""
     assert not re.search(r"https?://|//[a-z0-9.-]+\.[a-z]{2,}/", html, re.IGNORECASE)
     assert not re.search(r"<(script|link|iframe|object|embed)\b", html, re.IGNORECASE)
     assert not re.search(r"""\b(src|href)\s*=\s*["'](?!#|data:)""", html, re.IGNORECASE)
     assert not re.search(r"\bon[a-z]+\s*=", html, re.IGNORECASE)
-    assert html.count("<svg") == 4  # every plot is inline
+    assert html.count("<svg") == svgs  # every plot is inline
 
 
 @pytest.mark.slow
@@ -172,7 +174,7 @@ def test_markdown_links_its_plots(full_report: tuple[Any, Path]) -> None:
     result, out = full_report
     markdown = result.paths["md"].read_text()
     links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", markdown)
-    assert len(links) == 4
+    assert len(links) == len(PLOT_NAMES)
     assert all((out / link).is_file() for link in links)
 
 
