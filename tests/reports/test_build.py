@@ -339,3 +339,88 @@ def test_an_unwritable_out_dir_is_a_sweeper_error(mixed_data: Any, tmp_path: Pat
     blocker.write_text("not a folder")
     with pytest.raises(SweeperError, match="Cannot write the report"):
         write_report(mixed_data, out_dir=blocker / "report", formats={"json"})
+
+
+#: Trainer-only text that a program sweep's report must not show.
+TRAINER_ONLY = [
+    "Part A",
+    "Part B",
+    "Fine-tuning strategies",
+    "Best run in detail",
+    "Test accuracy",
+    "Val accuracy",
+    "val accuracy",
+    "img/s",
+    "Images / s",
+    "confusion",
+    "Confusion",
+]
+
+
+@pytest.mark.parametrize("fmt", ["md", "html"])
+def test_a_program_sweeps_report_shows_the_users_names_and_no_trainer_section(
+    program_sweep: tuple[LocalBackend, Any], tmp_path: Path, fmt: str
+) -> None:
+    backend, sweep = program_sweep
+    result = build_report(backend, [sweep.id], out_dir=tmp_path)
+    text = result.paths[fmt].read_text()
+    for section in (
+        "Headline",
+        "Metric over runs",
+        "Parameter importance",
+        "Learning curves",
+        "Failed and crashed runs",
+        "All runs",
+        "Sweep specs",
+    ):
+        assert section in text, section
+    for absent in TRAINER_ONLY:
+        assert absent not in text, absent
+    best = result.report["best"]["run_id"]
+    assert f"**{best}**" in text if fmt == "md" else f'<div class="big">{best}</div>' in text
+    assert "0.3333" in text and "minimize" in text and "a program of your own" in text
+    for name in ("val_loss", "learning_rate", "seed"):
+        assert name in text
+    diverged = "ValueError: loss diverged &lt;b&gt;nan&lt;/b&gt;"
+    assert text.count(diverged + (" \\| lr=1.0" if fmt == "md" else " | lr=1.0")) == 2
+    assert "Missing" not in text
+
+
+def test_a_program_sweeps_report_draws_the_users_metric_and_parameters(
+    program_sweep: tuple[LocalBackend, Any], tmp_path: Path
+) -> None:
+    backend, sweep = program_sweep
+    result = build_report(backend, [sweep.id], out_dir=tmp_path)
+    plots = {name: path.read_text() for name, path in result.plots.items()}
+    assert set(plots) == {"metric_over_runs", "learning_curves", "parallel_coordinates"}
+    assert all("val_loss" in svg for svg in plots.values())
+    assert "learning_rate" in plots["parallel_coordinates"]
+    assert "logged step" in plots["learning_curves"] and "epoch" not in plots["learning_curves"]
+    assert_offline(result.paths["html"].read_text(), svgs=3)
+    markdown = result.paths["md"].read_text()
+    assert re.findall(r"!\[[^\]]*\]\(([^)]+)\)", markdown) == [
+        f"report_plots/{name}.svg"
+        for name in ("metric_over_runs", "parallel_coordinates", "learning_curves")
+    ]
+
+
+@pytest.mark.parametrize("fmt", ["md", "html"])
+def test_a_sweep_without_a_metric_lists_its_runs_and_names_no_best(
+    program_sweep: tuple[LocalBackend, Any], tmp_path: Path, fmt: str
+) -> None:
+    from reports import gather, write_report
+
+    backend, sweep = program_sweep
+    data = gather(backend, [sweep.id])
+    no_metric = [s.model_copy(update={"metric_name": None}) for s in data.sweeps]
+    runs = [r.model_copy(update={"metric": None}) for r in data.runs]
+    result = write_report(
+        data.model_copy(update={"sweeps": no_metric, "runs": runs}), out_dir=tmp_path
+    )
+    text = result.paths[fmt].read_text()
+    assert "has no metric (grid search needs none): its runs are listed, none is ranked" in text
+    assert "The sweep has no metric: its runs are listed below, none is ranked." in text
+    assert "Best run" not in text and "None" not in text
+    assert all(r["id"] in text for r in result.report["runs"])
+    assert "learning_rate" in text and "loss diverged" in text
+    assert result.plots == {}
