@@ -424,3 +424,23 @@ def test_a_sweep_without_a_metric_lists_its_runs_and_names_no_best(
     assert all(r["id"] in text for r in result.report["runs"])
     assert "learning_rate" in text and "loss diverged" in text
     assert result.plots == {}
+
+
+def test_a_trainer_sweep_without_a_metric_renders_with_no_best(
+    mixed_data: Any, tmp_path: Path
+) -> None:
+    from reports import write_report
+
+    sweeps = [s.model_copy(update={"metric_name": ""}) for s in mixed_data.sweeps]
+    runs = [r.model_copy(update={"metric": None}) for r in mixed_data.runs]
+    result = write_report(
+        mixed_data.model_copy(update={"sweeps": sweeps, "runs": runs}), out_dir=tmp_path
+    )
+    report = result.report
+    assert (report["best"], report["part_a"], report["part_b"]) == (None, None, None)
+    assert report["kind"] == "trainer" and len(report["runs"]) == len(runs)
+    for fmt in ("md", "html"):
+        text = result.paths[fmt].read_text()
+        assert "The sweep has no metric: its runs are listed below, none is ranked." in text
+        assert "run-b5" in text and "CUDA out of memory" in text
+        assert "None" not in text
