@@ -364,14 +364,15 @@ def analyze(data: ReportData, environment: dict[str, Any] | None = None) -> dict
     }
     parameters = swept_parameters(by_id.values())
     # A program's history keeps the metric it logged: its learning curve.
-    history_keys = list(HISTORY_KEYS) if kind == "trainer" else ["epoch", metric_name or "epoch"]
+    program_keys = ("epoch", *([metric_name] if metric_name else []))
+    history_keys = list(dict.fromkeys(HISTORY_KEYS if kind == "trainer" else program_keys))
     rows = [
         _run_row(
             run,
             metric_value(run, by_id.get(run.sweep_id), metric_name, goal),
             kind,
             parameters,
-            list(dict.fromkeys(history_keys)),
+            history_keys,
         )
         for run in data.runs
     ]
