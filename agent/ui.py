@@ -3,6 +3,10 @@
 Both are fed the same way, about once a second: the slot assignments the supervisor
 knows and the runs as the store has them (`list_runs`), so the table shows what the
 store says, not what a worker claims.
+
+A trainer sweep shows the built-in trainer's epochs, accuracy and speed; a program sweep
+(the user's own script) its logged steps and the sweep metric as the script logged it,
+and a sweep without a metric the values the script logged.
 """
 
 from __future__ import annotations
@@ -17,6 +21,10 @@ from rich.table import Table
 
 from agent.slots import Slot
 from sweeper.models import Run, RunState, Sweep
+from sweeper.spec.program_layer import kind_of
+
+#: How many of a step's logged values a line shows when the sweep has no metric.
+SHOWN_VALUES = 3
 
 
 def format_value(value: Any) -> str:
@@ -36,22 +44,32 @@ def _percent(value: Any) -> str:
     )
 
 
-def epoch_text(metrics: dict[str, Any], metric_name: str) -> str:
+def _number(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, (int, float)) else "-"
+
+
+def epoch_text(metrics: dict[str, Any], metric_name: str | None) -> str:
     """One epoch as a log line: the built-in trainer's accuracy and speed, or for a
-    program run (the user's own script) the sweep metric as the script logged it.
+    program run (the user's own script; its rows carry wandb's `_step`) the step and the
+    sweep metric as the script logged it, or the first values it logged when the sweep
+    has no metric.
 
     >>> epoch_text({"epoch": 2, "epochs": 5, "val_accuracy": 0.5, "best_val_accuracy": 0.5,
     ...             "images_per_second": 300.0}, "val_accuracy")
     'epoch 2/5 val_accuracy 50.0% best 50.0% 300 img/s'
-    >>> epoch_text({"epoch": 3, "loss": 0.25}, "loss")
-    'epoch 3 loss 0.25'
+    >>> epoch_text({"epoch": 3, "_step": 2, "loss": 0.25, "acc": 0.9}, "loss")
+    'step 3 loss 0.25'
+    >>> epoch_text({"epoch": 3, "_step": 2, "loss": 0.25, "acc": 0.9}, None)
+    'step 3 loss 0.25 acc 0.9'
     """
+    if "_step" in metrics:
+        step = f"step {metrics['_step'] + 1}"
+        if metric_name:
+            return f"{step} {metric_name} {_number(metrics.get(metric_name))}"
+        logged = [(k, v) for k, v in metrics.items() if k != "epoch" and not k.startswith("_")]
+        return " ".join([step, *(f"{k} {_number(v)}" for k, v in logged[:SHOWN_VALUES])])
     planned = metrics.get("epochs")
     epoch = f"epoch {metrics.get('epoch')}" + (f"/{planned}" if planned is not None else "")
-    if "images_per_second" not in metrics:
-        value = metrics.get(metric_name)
-        shown = f"{value:.4g}" if isinstance(value, (int, float)) else "-"
-        return f"{epoch} {metric_name} {shown}"
     return (
         f"{epoch} val_accuracy {_percent(metrics.get('val_accuracy'))} "
         f"best {_percent(metrics.get('best_val_accuracy'))} "
@@ -103,60 +121,81 @@ def _best(runs: Sequence[Run], goal: str) -> float | None:
     return max(scores) if goal == "maximize" else min(scores)
 
 
+def one_line(reason: str) -> str:
+    """A reason as one line: its first and last lines (a program's error ends with what
+    went wrong).
+
+    >>> one_line("program exited with code 1: Traceback\\n  File 'x'\\nValueError: lr")
+    'program exited with code 1: Traceback … ValueError: lr'
+    """
+    lines = [line.strip() for line in reason.splitlines() if line.strip()]
+    return " … ".join(dict.fromkeys([lines[0], lines[-1]])) if lines else ""
+
+
+def _trainer_cells(run: Run) -> list[str]:
+    last = run.history[-1] if run.history else {}
+    planned = last.get("epochs") or run.config.get("epochs")
+    speed = last.get("images_per_second")
+    return [
+        f"{len(run.history)}/{planned if planned is not None else '?'}",
+        _percent(last.get("val_accuracy")),
+        _percent(last.get("best_val_accuracy")),
+        f"{speed:.0f}" if isinstance(speed, (int, float)) else "-",
+        _duration(eta_seconds(run)),
+    ]
+
+
 def build_table(
     sweep: Sweep, slots: Sequence[Slot], assignments: Mapping[int, str | None], runs: Sequence[Run]
 ) -> Table:
-    """The live table: one row per slot, with its run's swept config and progress."""
+    """The live table: one row per slot, with its run's swept config and progress.
+
+    A trainer run shows epochs of planned, val accuracy, its best, images/s and ETA; a
+    program run its logged steps, the sweep metric's last logged value and its best (no
+    metric columns when the sweep has no metric).
+    """
     params = sweep.swept_parameters()
+    metric = sweep.metric_name or None
+    trainer = kind_of(sweep.spec) == "trainer"
     by_id = {r.id: r for r in runs}
     counts = {state.value: 0 for state in RunState}
     for each in runs:
         counts[each.state.value] += 1
     best = _best(runs, sweep.metric_goal)
-    best_text = f"{best:.4g}" if best is not None else "-"
+    title = f"sweep {sweep.name} ({sweep.id}) · {sweep.method}"
+    if metric:
+        title += f" · best {metric} {best:.4g}" if best is not None else f" · best {metric} -"
     caption = " ".join(f"{k} {v}" for k, v in counts.items() if v) or "no runs yet"
-    table = Table(
-        title=f"sweep {sweep.name} ({sweep.id}) · {sweep.method} · best {sweep.metric_name} {best_text}",
-        caption=caption,
-    )
-    columns = (
-        "slot",
-        "device",
-        "worker",
-        "run",
-        "config",
-        "epoch",
-        "val acc",
-        "best",
-        "img/s",
-        "ETA",
-    )
-    for column in columns:
-        table.add_column(
-            column,
-            justify="right" if column in ("epoch", "val acc", "best", "img/s", "ETA") else "left",
-        )
+    table = Table(title=title, caption=caption)
+    numbers: tuple[str, ...]
+    if trainer:
+        numbers = ("epoch", "val acc", "best", "img/s", "ETA")
+    else:
+        numbers = ("step", metric, "best") if metric else ("step",)
+    for column in ("slot", "device", "worker", "run", "config"):
+        table.add_column(column)
+    for column in numbers:
+        table.add_column(column, justify="right")
     for slot in slots:
         run = by_id.get(assignments.get(slot.index) or "")
         if run is None:
-            table.add_row(
-                str(slot.index), slot.label, "-", "-", "waiting for a run", "", "", "", "", ""
-            )
+            waiting = ["-", "-", "waiting for a run", *([""] * len(numbers))]
+            table.add_row(str(slot.index), slot.label, *waiting)
             continue
-        last = run.history[-1] if run.history else {}
-        planned = last.get("epochs") or run.config.get("epochs")
-        speed = last.get("images_per_second")
+        if trainer:
+            progress = _trainer_cells(run)
+        else:
+            last = run.history[-1] if run.history else {}
+            progress = [str(len(run.history))]
+            if metric:
+                progress += [_number(last.get(metric)), _number(run.metric)]
         table.add_row(
             str(slot.index),
             slot.label,
             worker_label(run),
             run.id,
             _config_text(run, params),
-            f"{len(run.history)}/{planned if planned is not None else '?'}",
-            _percent(last.get("val_accuracy")),
-            _percent(last.get("best_val_accuracy")),
-            f"{speed:.0f}" if isinstance(speed, (int, float)) else "-",
-            _duration(eta_seconds(run)),
+            *progress,
         )
     return table
 
@@ -215,8 +254,9 @@ class AgentView:
             )
         if run.state not in (RunState.running, before_state):
             state = "requeued" if run.state == RunState.pending else run.state.value
-            metric = f" {self.sweep.metric_name} {run.metric:.4g}" if run.metric is not None else ""
-            reason = f" ({run.reason})" if run.reason else ""
+            name, value = self.sweep.metric_name, run.metric
+            metric = f" {name} {value:.4g}" if name and value is not None else ""
+            reason = f" ({one_line(run.reason)})" if run.reason else ""
             self.console.print(f"{where} {state}{metric}{reason}", highlight=False)
         self._seen_state[run.id] = run.state
         self._seen_epochs[run.id] = len(run.history)

@@ -1,4 +1,7 @@
-"""The Part A vs Part B report: Markdown, a self-contained HTML page and JSON.
+"""The sweep report: Markdown, a self-contained HTML page and JSON.
+
+A trainer sweep's report compares Part A with Part B; a program sweep's (the user's own
+script) ranks its runs on the user's metric (`reports.analysis`).
 
 >>> from reports import build_report  # build_report(backend, ["sweep-id"], out_dir=Path("out"))
 """
@@ -6,7 +9,7 @@
 from __future__ import annotations
 
 from reports.build import FORMATS, ReportResult, build_report, write_report
-from reports.data import Reference, ReportData, gather
+from reports.data import Reference, ReportData, gather, sweep_kind
 
 __all__ = [
     "FORMATS",
@@ -15,5 +18,6 @@ __all__ = [
     "ReportResult",
     "build_report",
     "gather",
+    "sweep_kind",
     "write_report",
 ]

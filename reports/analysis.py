@@ -3,6 +3,13 @@
 Pure functions on plain data: no backend, no files. Every number is JSON-safe (no NaN
 or infinity: a value that cannot be computed is None) and accuracies stay fractions;
 the writers format them.
+
+Two kinds of report, one dict (`report["kind"]`): a trainer report (the built-in trainer's
+sweeps) has Part A vs Part B, the strategies and the best run's test accuracy and
+confusion matrix; a program report (the user's own script) has the user's metric and
+parameters only. Both have the best run, the metric over runs, parameter importance,
+parallel coordinates, every run and the failures with their reasons. A sweep without a
+metric (grid or random search needs none) lists its runs and ranks none.
 """
 
 from __future__ import annotations
@@ -16,7 +23,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from reports.data import ReportData
+from reports.data import Kind, ReportData, sweep_kind
 from sweeper.models import Run, RunState, Sweep
 from trainer.config import TrainConfig
 
@@ -50,6 +57,16 @@ def config_value(config: dict[str, Any], key: str) -> Any:
     return None if field is None else field.default
 
 
+def parameter_value(config: dict[str, Any], key: str, kind: Kind) -> Any:
+    """The value of `key` a run used: a trainer run's `config_value`, a program run's own
+    config entry (a program has no defaults sweeper knows; None when it was not given).
+
+    >>> parameter_value({}, "weights", "trainer"), parameter_value({}, "weights", "program")
+    ('imagenet', None)
+    """
+    return config_value(config, key) if kind == "trainer" else config.get(key)
+
+
 def finite(value: Any) -> float | None:
     """`value` as a float if it is a finite number, else None (JSON has no NaN)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -70,12 +87,14 @@ def val_accuracy(run: Run) -> float | None:
     return max(values) if values else None
 
 
-def metric_value(run: Run, sweep: Sweep | None, name: str, goal: str) -> float | None:
-    """Best value of the metric `name` for `run` under `goal`.
+def metric_value(run: Run, sweep: Sweep | None, name: str | None, goal: str) -> float | None:
+    """Best value of the metric `name` for `run` under `goal`; None when there is no metric.
 
     The run's own `metric` is used when its sweep optimises `name`; otherwise the best
     of its history, else the summary's `best_<name>` or `<name>`.
     """
+    if not name:
+        return None
     if sweep is not None and sweep.metric_name == name and finite(run.metric) is not None:
         return finite(run.metric)
     values = _history_values(run, name)
@@ -88,11 +107,24 @@ def metric_value(run: Run, sweep: Sweep | None, name: str, goal: str) -> float |
     return None
 
 
-def _run_row(run: Run, metric: float | None) -> dict[str, Any]:
-    """One run as report.json lists it."""
-    seconds = _history_values(run, "seconds")
-    speeds = _history_values(run, "images_per_second")
+def _wall_seconds(run: Run) -> float | None:
+    """The trainer's wall time, else the sum of its epoch times, else start to end."""
     wall = finite(run.summary.get("wall_seconds"))
+    if wall is not None:
+        return wall
+    seconds = _history_values(run, "seconds")
+    if seconds:
+        return sum(seconds)
+    if run.started_at is not None and run.ended_at is not None:
+        return max((run.ended_at - run.started_at).total_seconds(), 0.0)
+    return None
+
+
+def _run_row(
+    run: Run, metric: float | None, kind: Kind, parameters: list[str], history_keys: list[str]
+) -> dict[str, Any]:
+    """One run as report.json lists it; `swept` holds the values of the swept `parameters`."""
+    speeds = _history_values(run, "images_per_second")
     speed = finite(run.summary.get("images_per_second"))
     epochs = run.summary.get("epochs_run")
     return {
@@ -100,11 +132,12 @@ def _run_row(run: Run, metric: float | None) -> dict[str, Any]:
         "sweep_id": run.sweep_id,
         "state": run.state.value,
         "config": run.config,
+        "swept": {name: parameter_value(run.config, name, kind) for name in parameters},
         "metric": metric,
         "val_accuracy": val_accuracy(run),
         "test_accuracy": finite(run.summary.get("test_accuracy")),
         "epochs": epochs if isinstance(epochs, int) else (run.epochs or len(run.history)),
-        "wall_seconds": wall if wall is not None else (sum(seconds) if seconds else None),
+        "wall_seconds": _wall_seconds(run),
         "images_per_second": speed
         if speed is not None
         else (statistics.fmean(speeds) if speeds else None),
@@ -114,7 +147,7 @@ def _run_row(run: Run, metric: float | None) -> dict[str, Any]:
         "reason": run.reason or run.summary.get("stop_reason"),
         "attempt": run.attempt,
         "search_info": run.search_info,  # why the engine proposed this config
-        "history": [{k: finite(e.get(k)) for k in HISTORY_KEYS if k in e} for e in run.history],
+        "history": [{k: finite(e.get(k)) for k in history_keys if k in e} for e in run.history],
     }
 
 
@@ -169,7 +202,7 @@ def _feature_columns(
     columns: list[tuple[str, str, str | None, list[float]]] = []
     candidates: list[tuple[str, str, str | None, list[float]]]
     for name in parameters:
-        values = [config_value(r["config"], name) for r in rows]
+        values = [r["swept"].get(name) for r in rows]
         numeric = all(isinstance(v, (int, float)) and finite(v) is not None for v in values)
         if numeric:
             candidates = [(name, name, None, [float(v) for v in values])]
@@ -192,12 +225,13 @@ def _correlation(x: list[float], y: list[float]) -> float | None:
 
 
 def importance(
-    rows: list[dict[str, Any]], parameters: list[str], metric_name: str
+    rows: list[dict[str, Any]], parameters: list[str], metric_name: str | None
 ) -> dict[str, Any]:
     """Parameter importance as W&B shows it: correlation with the metric and the feature
     importance of a small random forest that predicts the metric from the parameters.
 
-    `rows` are scored runs (report.json run rows). Sorted by importance, then |correlation|.
+    `rows` are scored runs (report.json run rows, `swept` holding the parameters' values).
+    Sorted by importance, then |correlation|.
     """
     used = [r for r in rows if r["metric"] is not None]
     result: dict[str, Any] = {
@@ -206,6 +240,9 @@ def importance(
         "parameters": [],
         "note": None,
     }
+    if not metric_name:
+        result["note"] = "The sweep has no metric, so no parameter can be judged by one."
+        return result
     if not parameters:
         result["note"] = "The sweeps search no parameter (every parameter has one value)."
         return result
@@ -289,11 +326,12 @@ def _sweep_entry(sweep: Sweep, role: str) -> dict[str, Any]:
         "id": sweep.id,
         "name": sweep.name,
         "role": role,
+        "kind": sweep_kind(sweep),
         "backend": sweep.backend,
         "method": sweep.method,
         "state": sweep.state.value,
-        "metric_name": sweep.metric_name,
-        "metric_goal": sweep.metric_goal,
+        "metric_name": sweep.metric_name or None,
+        "metric_goal": sweep.metric_goal if sweep.metric_name else None,
         "run_cap": sweep.run_cap,
         "run_counts": sweep.run_counts,
         "url": sweep.url,
@@ -311,18 +349,31 @@ def _pick(
 
 
 def analyze(data: ReportData, environment: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Build the report dict: headline, Part A vs Part B, strategies, importance, runs.
+    """Build the report dict: headline, the trainer's sections, importance, runs, failures.
 
-    The metric is the first sweep's; Part B is the best run (of the sweeps asked for) that
-    starts from pretrained weights; Part A is the baseline sweep's best scratch run (else its
-    best run) when a baseline sweep is given, else the best scratch run of the sweeps.
+    The metric is the first sweep's (None when it has none: runs are listed, none ranked).
+    For trainer sweeps, Part B is the best run (of the sweeps asked for) that starts from
+    pretrained weights; Part A is the baseline sweep's best scratch run (else its best run)
+    when a baseline sweep is given, else the best scratch run of the sweeps. Program sweeps
+    have no Part A or Part B: `part_a`, `part_b` and `gap` are None, `strategies` empty.
     """
-    metric_name, goal = data.sweeps[0].metric_name, data.sweeps[0].metric_goal
+    kind = data.kind
+    metric_name, goal = data.sweeps[0].metric_name or None, data.sweeps[0].metric_goal
     by_id = {
         s.id: s for s in [*data.sweeps, *([data.baseline_sweep] if data.baseline_sweep else [])]
     }
+    parameters = swept_parameters(by_id.values())
+    # A program's history keeps the metric it logged: its learning curve.
+    program_keys = ("epoch", *([metric_name] if metric_name else []))
+    history_keys = list(dict.fromkeys(HISTORY_KEYS if kind == "trainer" else program_keys))
     rows = [
-        _run_row(run, metric_value(run, by_id.get(run.sweep_id), metric_name, goal))
+        _run_row(
+            run,
+            metric_value(run, by_id.get(run.sweep_id), metric_name, goal),
+            kind,
+            parameters,
+            history_keys,
+        )
         for run in data.runs
     ]
     scored = [r for r in rows if r["state"] in SCORED_STATES]
@@ -331,25 +382,9 @@ def analyze(data: ReportData, environment: dict[str, Any] | None = None) -> dict
             row["metric"] = None  # a running run's best so far is not a result
     main_ids = {s.id for s in data.sweeps}
     in_main = [r for r in scored if r["sweep_id"] in main_ids]
-
-    def is_scratch(row: dict[str, Any]) -> bool:
-        return config_value(row["config"], "mode") == "scratch"
-
     best = _best(in_main, goal)
-    part_b = _side(
-        _pick(in_main, goal, lambda r: config_value(r["config"], "weights") != "none"),
-        "pretrained runs of the sweeps",
-    )
-    if data.baseline_sweep is not None:
-        base_id = data.baseline_sweep.id
-        own = [r for r in scored if r["sweep_id"] == base_id]
-        chosen = _pick(own, goal, is_scratch) or _best(own, goal)
-        part_a = _side(chosen, f"baseline sweep {data.baseline_sweep.name}")
-    else:
-        part_a = _side(_pick(in_main, goal, is_scratch), "scratch runs of the sweeps")
+    part_a, part_b = _parts(data, scored, in_main, goal) if kind == "trainer" else (None, None)
     reference = data.reference.model_dump() if data.reference else None
-
-    parameters = swept_parameters(by_id.values())
     best_entry = None
     if best is not None:
         best_run = next(run for run in data.runs if run.id == best["id"])
@@ -358,6 +393,8 @@ def analyze(data: ReportData, environment: dict[str, Any] | None = None) -> dict
             "sweep_id": best["sweep_id"],
             "config": best["config"],
             "metric": best["metric"],
+            "epochs": best["epochs"],
+            "wall_seconds": best["wall_seconds"],
             "val_accuracy": best["val_accuracy"],
             "test_accuracy": best["test_accuracy"],
             "gain_over_part_a": _difference(part_a, best) if part_a else None,
@@ -371,7 +408,8 @@ def analyze(data: ReportData, environment: dict[str, Any] | None = None) -> dict
     return {
         "title": "Sweep report: " + ", ".join(s.name for s in data.sweeps),
         "generated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "metric": {"name": metric_name, "goal": goal},
+        "kind": kind,
+        "metric": {"name": metric_name, "goal": goal if metric_name else None},
         "sweeps": [_sweep_entry(s, "report") for s in data.sweeps]
         + (
             [_sweep_entry(data.baseline_sweep, "baseline")]
@@ -382,16 +420,36 @@ def analyze(data: ReportData, environment: dict[str, Any] | None = None) -> dict
         "part_a": part_a,
         "part_b": part_b,
         "reference": reference,
-        "gap": _difference(part_a, part_b),
-        "strategies": strategies(rows),
+        "gap": _difference(part_a, part_b) if kind == "trainer" else None,
+        "strategies": strategies(rows) if kind == "trainer" else [],
         "swept_parameters": parameters,
         "importance": importance(scored, parameters, metric_name),
         "runs": rows,
         "stopped": [_brief(r) for r in rows if r["stopped_early"]],
         "errors": [_brief(r) for r in rows if r["state"] in ERROR_STATES],
-        "missing": _missing(data, rows, part_a, part_b),
+        "missing": _missing(data, rows, part_a, part_b, metric_name),
         "environment": environment or {},
     }
+
+
+def _parts(
+    data: ReportData, scored: list[dict[str, Any]], in_main: list[dict[str, Any]], goal: str
+) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """Part A and Part B of a trainer report (see `analyze`)."""
+
+    def is_scratch(row: dict[str, Any]) -> bool:
+        return config_value(row["config"], "mode") == "scratch"
+
+    part_b = _side(
+        _pick(in_main, goal, lambda r: config_value(r["config"], "weights") != "none"),
+        "pretrained runs of the sweeps",
+    )
+    if data.baseline_sweep is not None:
+        base_id = data.baseline_sweep.id
+        own = [r for r in scored if r["sweep_id"] == base_id]
+        chosen = _pick(own, goal, is_scratch) or _best(own, goal)
+        return _side(chosen, f"baseline sweep {data.baseline_sweep.name}"), part_b
+    return _side(_pick(in_main, goal, is_scratch), "scratch runs of the sweeps"), part_b
 
 
 def _brief(row: dict[str, Any]) -> dict[str, Any]:
@@ -403,12 +461,20 @@ def _missing(
     rows: list[dict[str, Any]],
     part_a: dict[str, Any] | None,
     part_b: dict[str, Any] | None,
+    metric_name: str | None,
 ) -> list[str]:
     """Sentences that say what the report cannot show and why."""
+    if not metric_name:
+        return [
+            f"Sweep {data.sweeps[0].name} ({data.sweeps[0].id}) has no metric ({data.sweeps[0].method} "
+            "search needs none): its runs are listed, none is ranked."
+        ]
     notes = []
     for sweep in data.sweeps:
         if not any(r["sweep_id"] == sweep.id and r["metric"] is not None for r in rows):
             notes.append(f"Sweep {sweep.name} ({sweep.id}) has no finished run yet.")
+    if data.kind == "program":
+        return notes
     if part_a is None:
         if data.baseline_sweep is not None:
             notes.append(

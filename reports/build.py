@@ -47,14 +47,17 @@ def build_report(
     formats: Iterable[str] = frozenset(FORMATS),
     environment: dict[str, Any] | None = None,
 ) -> ReportResult:
-    """Write the Part A vs Part B report of `sweep_ids` (ids or names) into `out_dir`.
+    """Write the report of `sweep_ids` (ids or names) into `out_dir`.
 
-    `baseline` is None (Part A = the sweeps' best scratch run), a sweep (its best scratch
+    Trainer sweeps get the Part A vs Part B report; program sweeps (the user's own script)
+    the same report without the trainer's sections; one call never mixes the two kinds
+    (`reports.data.check_comparable`). `baseline` is None (Part A = the sweeps' best scratch run), a sweep (its best scratch
     run, else its best run) or a JSON file of published numbers shown as a third column.
     `environment` entries are added to the versions and hardware the report lists.
 
     Raises:
-        SweeperError: unknown format or sweep, unreadable baseline file, unwritable out_dir.
+        SweeperError: unknown format or sweep, unreadable baseline file, unwritable out_dir,
+            sweeps one report cannot hold (trainer and program sweeps, different metrics).
     """
     chosen = _check_formats(formats)
     data = gather(backend, sweep_ids, baseline)

@@ -11,13 +11,17 @@ import json
 import math
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from sweeper.backends.base import Backend
 from sweeper.errors import NotFoundError, SweeperError, did_you_mean
 from sweeper.models import Run, Sweep
+from sweeper.spec.program_layer import kind_of
+
+#: What a report is about: the built-in trainer's sweeps, or a user's own program's.
+Kind = Literal["trainer", "program"]
 
 #: Suffix that marks a `--baseline` value as a file even when it does not exist.
 _BASELINE_FILE_SUFFIX = ".json"
@@ -67,6 +71,85 @@ class ReportData(BaseModel):
     baseline_sweep: Sweep | None = None
     reference: Reference | None = None
 
+    @property
+    def kind(self) -> Kind:
+        """'program' when every sweep runs a user's own script, else 'trainer' (`gather`
+        never mixes them; data built by hand that does gets the trainer's sections)."""
+        program = all(sweep_kind(s) == "program" for s in self.sweeps)
+        return "program" if program else "trainer"
+
+
+def sweep_kind(sweep: Sweep) -> Kind:
+    """'program' for a sweep of the user's own script, 'trainer' for the built-in trainer's
+    (`sweeper.spec.program_layer.kind_of` on its stored spec).
+
+    >>> from datetime import datetime
+    >>> sweep = Sweep(id="s", name="s", backend="local", state="running", method="grid",
+    ...               metric_name="loss", metric_goal="minimize", created_at=datetime.now(),
+    ...               spec={"program": "train.py"})
+    >>> sweep_kind(sweep)
+    'program'
+    """
+    return kind_of(sweep.spec)
+
+
+def check_comparable(sweeps: list[Sweep], baseline: Sweep | None, reference: bool) -> None:
+    """Refuse sweeps that one report cannot rank together, saying how to report them.
+
+    A report ranks every run on one metric, and Part A vs Part B compares runs of the
+    built-in trainer. So trainer and program sweeps are reported one kind at a time,
+    program sweeps together only when they optimise the same metric (or none), and a
+    `--baseline` (Part A) belongs to trainer reports.
+
+    Raises:
+        SweeperError: a mix of kinds, program sweeps with different metrics, a baseline
+            given with program sweeps or a program sweep given as the baseline.
+    """
+    programs = [s for s in sweeps if sweep_kind(s) == "program"]
+    if not programs:
+        if baseline is not None and sweep_kind(baseline) == "program":
+            raise SweeperError(
+                f"--baseline {baseline.name} ({baseline.id}) is a program sweep (a script of "
+                "your own): Part A must be a sweep of the built-in trainer, or a JSON file of "
+                "published numbers."
+            )
+        return
+    trainers = [s for s in sweeps if s not in programs]
+    if trainers:
+        raise SweeperError(
+            f"{_names(programs)} run{'s' if len(programs) == 1 else ''} a program of your own "
+            f"and {_names(trainers)} the built-in trainer: one report ranks its runs on one "
+            "metric and compares Part A with Part B for the trainer only, so report each kind "
+            f"on its own: `sweeper report {' '.join(s.id for s in programs)}` and `sweeper "
+            f"report {' '.join(s.id for s in trainers)}`."
+        )
+    if baseline is not None or reference:
+        raise SweeperError(
+            "--baseline chooses Part A of the built-in trainer's Part A vs Part B comparison; "
+            f"{_names(programs)} run{'s' if len(programs) == 1 else ''} a program of your own, "
+            "whose report has no Part A: leave --baseline out."
+        )
+    metrics = {_metric(s) for s in programs}
+    if len(metrics) > 1:
+        described = "; ".join(f"{_names([s])} {_metric_text(s)}" for s in programs)
+        raise SweeperError(
+            f"The program sweeps optimise different metrics ({described}), so their runs "
+            "cannot be ranked together: report them one at a time."
+        )
+
+
+def _metric(sweep: Sweep) -> tuple[str | None, str | None]:
+    return (sweep.metric_name, sweep.metric_goal) if sweep.metric_name else (None, None)
+
+
+def _metric_text(sweep: Sweep) -> str:
+    name, goal = _metric(sweep)
+    return f"{name} ({goal})" if name else "no metric"
+
+
+def _names(sweeps: list[Sweep]) -> str:
+    return ", ".join(f"{s.name} ({s.id})" for s in sweeps)
+
 
 def load_reference(path: str | os.PathLike[str]) -> Reference:
     """Read a JSON file of published numbers; raise `SweeperError` saying what is wrong."""
@@ -108,7 +191,8 @@ def gather(
     that names an existing file or ends in `.json` is read as a file).
 
     Raises:
-        SweeperError: no sweep given, an unknown sweep, an unreadable baseline file.
+        SweeperError: no sweep given, an unknown sweep, an unreadable baseline file,
+            sweeps one report cannot hold (`check_comparable`).
     """
     if not sweep_ids:
         raise SweeperError(
@@ -120,6 +204,7 @@ def gather(
         if all(s.id != sweep.id for s in sweeps):
             sweeps.append(sweep)
     baseline_sweep, reference = _resolve_baseline(backend, baseline)
+    check_comparable(sweeps, baseline_sweep, reference is not None)
     sources = list(sweeps)
     if baseline_sweep is not None and all(s.id != baseline_sweep.id for s in sweeps):
         sources.append(baseline_sweep)

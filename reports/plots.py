@@ -61,12 +61,15 @@ def _short(text: Any) -> str:
 
 
 def learning_curves(report: dict[str, Any], top: int = TOP_RUNS) -> str | None:
-    """Validation accuracy per epoch of the `top` best runs."""
+    """Per epoch, of the `top` best runs: the trainer's validation accuracy, or for a
+    program the sweep metric at each step it logged."""
     goal = report["metric"]["goal"]
+    trainer = report["kind"] == "trainer"
+    key = "val_accuracy" if trainer else report["metric"]["name"]
     runs = [
         r
         for r in report["runs"]
-        if r["metric"] is not None and any(e.get("val_accuracy") is not None for e in r["history"])
+        if r["metric"] is not None and any(e.get(key) is not None for e in r["history"])
     ]
     runs.sort(key=lambda r: -r["metric"] if goal == "maximize" else r["metric"])
     if not runs:
@@ -76,15 +79,46 @@ def learning_curves(report: dict[str, Any], top: int = TOP_RUNS) -> str | None:
         ax = fig.add_subplot()
         for run in runs[:top]:
             points = [
-                (e.get("epoch") or i + 1, e["val_accuracy"])
+                ((e.get("epoch") or i + 1) if trainer else i + 1, e[key])
                 for i, e in enumerate(run["history"])
-                if e.get("val_accuracy") is not None
+                if e.get(key) is not None
             ]
             xs, ys = zip(*points, strict=True)
-            label = f"{_short(run['id'])} ({_short(config_value(run['config'], 'mode'))})"
-            ax.plot(xs, [100 * y for y in ys], marker="o", markersize=3, label=label)
-        ax.set_xlabel("epoch")
-        ax.set_ylabel("val accuracy (%)")
+            label = _short(run["id"])
+            if trainer:
+                label += f" ({_short(config_value(run['config'], 'mode'))})"
+            ax.plot(
+                xs, [100 * y for y in ys] if trainer else ys, marker="o", markersize=3, label=label
+            )
+        ax.set_xlabel("epoch" if trainer else "logged step")
+        ax.set_ylabel("val accuracy (%)" if trainer else _short(key))
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False, fontsize=8)
+        return _svg(fig)
+
+
+def metric_over_runs(report: dict[str, Any]) -> str | None:
+    """Each scored run's metric in the order the runs were created, and the best so far."""
+    runs = [(i + 1, r) for i, r in enumerate(report["runs"]) if r["metric"] is not None]
+    if not runs:
+        return None
+    metric, goal = report["metric"]["name"], report["metric"]["goal"]
+    pick = max if goal == "maximize" else min
+    best: list[float] = []
+    for _, run in runs:
+        best.append(pick(best[-1], run["metric"]) if best else run["metric"])
+    names = {s["id"]: s["name"] for s in report["sweeps"]}
+    with matplotlib.rc_context(_RC):
+        fig = _figure(10.0, 3.4)
+        ax = fig.add_subplot()
+        ax.step([n for n, _ in runs], best, where="post", color="#888", label="best so far")
+        for sweep_id, name in names.items():
+            own = [(n, r["metric"]) for n, r in runs if r["sweep_id"] == sweep_id]
+            if own:
+                xs, ys = zip(*own, strict=True)
+                ax.plot(xs, ys, "o", markersize=5, label=_short(name))
+        ax.set_xlabel("run, in the order created")
+        ax.set_ylabel(_short(metric))
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False, fontsize=8)
         return _svg(fig)
@@ -150,8 +184,7 @@ def parallel_coordinates(report: dict[str, Any]) -> str | None:
     metric = report["metric"]["name"]
     columns: list[tuple[str, list[float], list[tuple[float, str]]]] = []
     for name in parameters:
-        values = [config_value(r["config"], name) for r in runs]
-        columns.append((name, *_axis(values)))
+        columns.append((name, *_axis([r["swept"].get(name) for r in runs])))
     columns.append((metric, *_axis([r["metric"] for r in runs])))
     colour = Normalize(min(r["metric"] for r in runs), max(r["metric"] for r in runs))
     cmap = colormaps["viridis"]
@@ -219,6 +252,7 @@ def _axis(values: list[Any]) -> tuple[list[float], list[tuple[float, str]]]:
 
 #: Every plot a report can have, by name (the SVG file stem), and how it is drawn.
 PLOTS: dict[str, Callable[[dict[str, Any]], str | None]] = {
+    "metric_over_runs": metric_over_runs,
     "learning_curves": learning_curves,
     "parallel_coordinates": parallel_coordinates,
     "confusion_matrix": lambda report: confusion_matrix(report["best"]),

@@ -102,6 +102,15 @@ def duration(seconds: float | None) -> str:
     return f"{hours} h {minutes:02d} min"
 
 
+def number(value: float | None) -> str:
+    """A metric of the user's own, in short form (four significant digits).
+
+    >>> number(0.123456), number(1234567.0), number(None)
+    ('0.1235', '1.235e+06', '—')
+    """
+    return DASH if value is None else f"{value:.4g}"
+
+
 def count(value: float | None) -> str:
     """An integer with thousands separators.
 
@@ -210,6 +219,7 @@ _FILTERS: dict[str, Callable[..., Any]] = {
     "pp": pp,
     "duration": duration,
     "count": count,
+    "number": number,
     "value": value,
     "correlation": correlation,
     "share": share,

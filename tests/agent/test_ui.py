@@ -169,3 +169,93 @@ def test_live_table_on_a_terminal() -> None:
     assert "run00001" in out.getvalue()
     assert "lr=0.0001" in out.getvalue()
     assert view.live is None
+
+
+# -- program sweeps: the user's own script, its metric and parameters -------------------
+
+PROGRAM_SPEC: dict[str, Any] = {
+    "program": "train.py",
+    "method": "random",
+    "metric": {"name": "loss", "goal": "minimize"},
+    "parameters": {
+        "lr": {"values": [0.5, 2.0]},
+        "optimizer": {"parameters": {"name": {"values": ["adam", "sgd"]}, "beta": {"value": 0.9}}},
+    },
+}
+
+
+def _program_sweep(metric: str | None = "loss") -> Sweep:
+    return _sweep().model_copy(
+        update={"spec": PROGRAM_SPEC, "metric_name": metric, "metric_goal": "minimize"}
+    )
+
+
+def _program_run(run_id: str, state: RunState, losses: list[float], **extra: Any) -> Run:
+    """A program run as the store has it: each row the script logged, with wandb's `_step`."""
+    history = [
+        {"epoch": step + 1, "_step": step, "loss": loss, "acc": 1 - loss}
+        for step, loss in enumerate(losses)
+    ]
+    return Run(
+        id=run_id,
+        sweep_id="sw1",
+        state=state,
+        config={"lr": 0.5, "name": "adam", "beta": 0.9},
+        history=history,
+        metric=min(losses, default=None),
+        epochs=len(losses),
+        created_at=NOW,
+        **extra,
+    )
+
+
+def _table_text(sweep: Sweep, runs: list[Run]) -> str:
+    console = Console(record=True, width=200, file=io.StringIO())
+    console.print(build_table(sweep, SLOTS, {0: runs[0].id, 1: None}, runs))
+    return console.export_text()
+
+
+def _cells(row: str) -> list[str]:
+    return [cell.strip() for cell in row.split("│")[1:-1]]
+
+
+def test_a_program_sweeps_table_shows_its_parameters_steps_and_metric() -> None:
+    text = _table_text(_program_sweep(), [_program_run("run00001", RunState.running, [0.5, 0.7])])
+    header = " ".join(text.splitlines()[1:4])
+    for column in ("config", "step", "loss", "best"):
+        assert column in header, column
+    for trainer_only in ("val acc", "img/s", "ETA", "%"):
+        assert trainer_only not in text, trainer_only
+    row = next(line for line in text.splitlines() if "run00001" in line)
+    assert _cells(row)[4:] == ["lr=0.5 name=adam", "2", "0.7", "0.5"]
+    assert "best loss 0.5" in text and "beta" not in text
+
+
+def test_a_sweep_without_a_metric_shows_no_metric_column_and_no_best() -> None:
+    text = _table_text(_program_sweep(None), [_program_run("run00001", RunState.running, [0.5])])
+    assert "best" not in text and "None" not in text
+    row = next(line for line in text.splitlines() if "run00001" in line)
+    assert _cells(row)[4:] == ["lr=0.5 name=adam", "1"]
+
+
+@pytest.mark.parametrize(
+    ("metric", "step_line", "end_line"),
+    [
+        ("loss", "step 1 loss 0.5", "failed loss 0.5"),
+        (None, "step 1 loss 0.5 acc 0.5", "failed"),
+    ],
+)
+def test_plain_lines_of_a_program_run(metric: str | None, step_line: str, end_line: str) -> None:
+    out = io.StringIO()
+    reason = "program exited with code 3: Traceback\n  File 'train.py'\nValueError: lr too large"
+    with AgentView(
+        Console(file=out, force_terminal=False, width=200), _program_sweep(metric), SLOTS
+    ) as view:
+        failed = _program_run("run00001", RunState.failed, [0.5], reason=reason)
+        view.update({0: None}, [failed], {"run00001": 0})
+    assert out.getvalue().splitlines() == [
+        "slot 0 run run00001 started lr=0.5 name=adam",
+        f"slot 0 run run00001 {step_line}",
+        f"slot 0 run run00001 {end_line} (program exited with code 3: Traceback … "
+        "ValueError: lr too large)",
+    ]

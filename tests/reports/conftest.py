@@ -6,7 +6,7 @@ near 75-80 %, with the per-epoch history keys the agent logs.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -20,6 +20,7 @@ from sweeper.models import Run, RunState, Sweep, SweepState
 from sweeper.paths import Home
 from sweeper.spec import SweepSpec
 from tests.imagefolder import write_image_folder
+from tests.reports.programs import PROGRAM_SPEC, run_program_sweep
 from tests.specs import parsed_spec
 
 CLASSES = ["amphibia", "aves", "fungi"]
@@ -413,3 +414,14 @@ def tiny_parameters(image_folder: Path) -> dict[str, Any]:
         "mode": {"value": "scratch"},
         "weights": {"value": "none"},
     }
+
+
+# -- program sweeps (tests.reports.programs) ----------------------------------------------
+
+
+@pytest.fixture
+def program_sweep(isolated_env: Path, tmp_path: Path) -> Iterator[tuple[LocalBackend, Sweep]]:
+    """A stored, finished program sweep of `programs.PROGRAM_SPEC`: 4 runs finished, 2 failed."""
+    backend = LocalBackend(Home(isolated_env))
+    yield backend, run_program_sweep(backend, PROGRAM_SPEC, tmp_path)
+    backend.close()

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from datetime import datetime, timezone
 from typing import Any
 
 import pytest
 
-from reports import Reference, ReportData
+from reports import Reference, ReportData, gather
 from reports.analysis import analyze, config_value, importance, metric_value, swept_parameters
 from reports.writers import json_safe
-from sweeper.models import Run, RunState, Sweep
+from sweeper.models import Run, RunState, Sweep, SweepState
+from tests.reports.programs import DIVERGED
 
 SPEC = {
     "name": "s",
@@ -21,8 +23,32 @@ SPEC = {
 }
 
 
+#: A program sweep's spec as stored: the user's script, metric and parameters.
+PROGRAM = {
+    "name": "prog",
+    "program": "train.py",
+    "method": "grid",
+    "metric": {"name": "val_accuracy", "goal": "maximize"},
+    "parameters": {"lr": {"values": [0.1, 0.01]}},
+}
+
+
+def _program_sweep(sweep_id: str, spec: dict[str, Any]) -> Sweep:
+    return Sweep(
+        id=sweep_id,
+        name=spec["name"],
+        backend="local",
+        state=SweepState.finished,
+        method=spec["method"],
+        metric_name=spec.get("metric", {}).get("name", ""),
+        metric_goal=spec.get("metric", {}).get("goal", "maximize"),
+        spec=spec,
+        created_at=datetime(2026, 1, 1, tzinfo=timezone.utc),
+    )
+
+
 def _row(metric: float | None, **config: Any) -> dict[str, Any]:
-    return {"metric": metric, "config": config}
+    return {"metric": metric, "config": config, "swept": config}
 
 
 @pytest.mark.parametrize(
@@ -229,3 +255,71 @@ def test_unscored_runs_have_no_metric(
     assert report["runs"][0]["metric"] is None
     assert report["runs"][0]["val_accuracy"] == pytest.approx(0.9)  # progress so far is still shown
     assert "has no finished run yet" in report["missing"][0]
+
+
+# -- program sweeps: the user's own script ----------------------------------------------
+
+
+def test_a_program_report_ranks_on_the_users_metric_and_parameters(
+    program_sweep: tuple[Any, Sweep],
+) -> None:
+    backend, sweep = program_sweep
+    report = analyze(gather(backend, [sweep.id]))
+    assert report["kind"] == "program"
+    assert report["metric"] == {"name": "val_loss", "goal": "minimize"}
+    assert report["swept_parameters"] == ["seed", "learning_rate"]  # the nested one included
+    best = report["best"]
+    assert best["config"] == {"epochs": 3, "seed": 0, "learning_rate": 0.1, "clip": True}
+    assert best["metric"] == 0.3333  # the lowest val_loss: lr 0.1, seed 0
+    assert best["epochs"] == 3 and best["wall_seconds"] is not None
+    assert best["test_accuracy"] is None and best["confusion_matrix"] == []
+    assert (report["part_a"], report["part_b"], report["gap"]) == (None, None, None)
+    assert report["strategies"] == [] and report["missing"] == []
+    finished = [r for r in report["runs"] if r["state"] == "finished"]
+    assert [r["swept"] for r in finished] == [
+        {"seed": seed, "learning_rate": lr} for lr in (0.01, 0.1) for seed in (0, 1)
+    ]
+    assert finished[0]["history"][1] == {"epoch": 2, "val_loss": 0.9091}
+    assert {p["parameter"] for p in report["importance"]["parameters"]} == {"seed", "learning_rate"}
+    assert report["importance"]["metric"] == "val_loss"
+    assert [(e["state"], e["reason"]) for e in report["errors"]] == [("failed", DIVERGED)] * 2
+
+
+def test_a_program_parameter_named_like_a_trainer_setting_keeps_the_users_value(
+    new_run: Callable[..., Run],
+) -> None:
+    spec = {
+        **PROGRAM,
+        "parameters": {"weights": {"values": ["a", "b"]}, "lr": {"values": [0.1, 0.2]}},
+    }
+    sweep = _program_sweep("prog0001", spec)
+    runs = [new_run("prog0001", "r1", {"lr": 0.1}, [0.5]), new_run("prog0001", "r2", {}, [0.6])]
+    report = analyze(ReportData(sweeps=[sweep], runs=runs))
+    assert [r["swept"] for r in report["runs"]] == [
+        {"weights": None, "lr": 0.1},  # not TrainConfig's "imagenet"
+        {"weights": None, "lr": None},
+    ]
+
+
+@pytest.mark.parametrize("no_metric", ["", None])
+def test_a_sweep_without_a_metric_lists_its_runs_and_ranks_none(
+    no_metric: str | None, new_run: Callable[..., Run]
+) -> None:
+    spec = {key: item for key, item in PROGRAM.items() if key != "metric"}
+    sweep = _program_sweep("grid0001", spec).model_copy(update={"metric_name": no_metric})
+    runs = [
+        new_run("grid0001", "r1", {"lr": 0.1}, [0.5, 0.6]),
+        new_run("grid0001", "r2", {"lr": 0.01}, [], state=RunState.failed, reason="exit 1"),
+    ]
+    report = json_safe(analyze(ReportData(sweeps=[sweep], runs=runs)))
+    assert report["best"] is None
+    assert report["metric"] == {"name": None, "goal": None}
+    assert [(r["id"], r["metric"]) for r in report["runs"]] == [("r1", None), ("r2", None)]
+    assert "no metric" in report["importance"]["note"] and not report["importance"]["parameters"]
+    assert report["missing"] == [
+        "Sweep prog (grid0001) has no metric (grid search needs none): its runs are listed, "
+        "none is ranked."
+    ]
+    assert report["errors"][0]["reason"] == "exit 1"
+    assert report["sweeps"][0]["metric_name"] is None
+    json.dumps(report, allow_nan=False)

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from reports import FORMATS, build_report
+from reports.plots import PLOT_NAMES
 from sweeper.backends.local import LocalBackend
 from sweeper.errors import SweeperError
 from sweeper.paths import Home
@@ -19,6 +20,7 @@ SECTIONS = [
     "Headline",
     "Part A vs Part B",
     "Fine-tuning strategies",
+    "Metric over runs",
     "Parameter importance",
     "Learning curves",
     "Best run in detail",
@@ -145,13 +147,13 @@ def test_stopped_and_failed_runs_are_listed_with_reasons(full_report: tuple[Any,
     assert "lower batch\\_size &lt;script&gt;alert(1)&lt;/script&gt; \\| try 4" in markdown
 
 
-def assert_offline(html: str) -> None:
+def assert_offline(html: str, svgs: int = len(PLOT_NAMES)) -> None:
     """No URL, no external resource, nothing that runs: the page reads the same offline."""
     assert not re.search(r"https?://|//[a-z0-9.-]+\.[a-z]{2,}/", html, re.IGNORECASE)
     assert not re.search(r"<(script|link|iframe|object|embed)\b", html, re.IGNORECASE)
     assert not re.search(r"""\b(src|href)\s*=\s*["'](?!#|data:)""", html, re.IGNORECASE)
     assert not re.search(r"\bon[a-z]+\s*=", html, re.IGNORECASE)
-    assert html.count("<svg") == 4  # every plot is inline
+    assert html.count("<svg") == svgs  # every plot is inline
 
 
 @pytest.mark.slow
@@ -172,7 +174,7 @@ def test_markdown_links_its_plots(full_report: tuple[Any, Path]) -> None:
     result, out = full_report
     markdown = result.paths["md"].read_text()
     links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", markdown)
-    assert len(links) == 4
+    assert len(links) == len(PLOT_NAMES)
     assert all((out / link).is_file() for link in links)
 
 
@@ -337,3 +339,108 @@ def test_an_unwritable_out_dir_is_a_sweeper_error(mixed_data: Any, tmp_path: Pat
     blocker.write_text("not a folder")
     with pytest.raises(SweeperError, match="Cannot write the report"):
         write_report(mixed_data, out_dir=blocker / "report", formats={"json"})
+
+
+#: Trainer-only text that a program sweep's report must not show.
+TRAINER_ONLY = [
+    "Part A",
+    "Part B",
+    "Fine-tuning strategies",
+    "Best run in detail",
+    "Test accuracy",
+    "Val accuracy",
+    "val accuracy",
+    "img/s",
+    "Images / s",
+    "confusion",
+    "Confusion",
+]
+
+
+@pytest.mark.parametrize("fmt", ["md", "html"])
+def test_a_program_sweeps_report_shows_the_users_names_and_no_trainer_section(
+    program_sweep: tuple[LocalBackend, Any], tmp_path: Path, fmt: str
+) -> None:
+    backend, sweep = program_sweep
+    result = build_report(backend, [sweep.id], out_dir=tmp_path)
+    text = result.paths[fmt].read_text()
+    for section in (
+        "Headline",
+        "Metric over runs",
+        "Parameter importance",
+        "Learning curves",
+        "Failed and crashed runs",
+        "All runs",
+        "Sweep specs",
+    ):
+        assert section in text, section
+    for absent in TRAINER_ONLY:
+        assert absent not in text, absent
+    best = result.report["best"]["run_id"]
+    assert f"**{best}**" in text if fmt == "md" else f'<div class="big">{best}</div>' in text
+    assert "0.3333" in text and "minimize" in text and "a program of your own" in text
+    for name in ("val_loss", "learning_rate", "seed"):
+        assert name in text
+    diverged = "ValueError: loss diverged &lt;b&gt;nan&lt;/b&gt;"
+    assert text.count(diverged + (" \\| lr=1.0" if fmt == "md" else " | lr=1.0")) == 2
+    assert "Missing" not in text
+
+
+def test_a_program_sweeps_report_draws_the_users_metric_and_parameters(
+    program_sweep: tuple[LocalBackend, Any], tmp_path: Path
+) -> None:
+    backend, sweep = program_sweep
+    result = build_report(backend, [sweep.id], out_dir=tmp_path)
+    plots = {name: path.read_text() for name, path in result.plots.items()}
+    assert set(plots) == {"metric_over_runs", "learning_curves", "parallel_coordinates"}
+    assert all("val_loss" in svg for svg in plots.values())
+    assert "learning_rate" in plots["parallel_coordinates"]
+    assert "logged step" in plots["learning_curves"] and "epoch" not in plots["learning_curves"]
+    assert_offline(result.paths["html"].read_text(), svgs=3)
+    markdown = result.paths["md"].read_text()
+    assert re.findall(r"!\[[^\]]*\]\(([^)]+)\)", markdown) == [
+        f"report_plots/{name}.svg"
+        for name in ("metric_over_runs", "parallel_coordinates", "learning_curves")
+    ]
+
+
+@pytest.mark.parametrize("fmt", ["md", "html"])
+def test_a_sweep_without_a_metric_lists_its_runs_and_names_no_best(
+    program_sweep: tuple[LocalBackend, Any], tmp_path: Path, fmt: str
+) -> None:
+    from reports import gather, write_report
+
+    backend, sweep = program_sweep
+    data = gather(backend, [sweep.id])
+    no_metric = [s.model_copy(update={"metric_name": None}) for s in data.sweeps]
+    runs = [r.model_copy(update={"metric": None}) for r in data.runs]
+    result = write_report(
+        data.model_copy(update={"sweeps": no_metric, "runs": runs}), out_dir=tmp_path
+    )
+    text = result.paths[fmt].read_text()
+    assert "has no metric (grid search needs none): its runs are listed, none is ranked" in text
+    assert "The sweep has no metric: its runs are listed below, none is ranked." in text
+    assert "Best run" not in text and "None" not in text
+    assert all(r["id"] in text for r in result.report["runs"])
+    assert "learning_rate" in text and "loss diverged" in text
+    assert result.plots == {}
+
+
+def test_a_trainer_sweep_without_a_metric_renders_with_no_best(
+    mixed_data: Any, tmp_path: Path
+) -> None:
+    from reports import write_report
+
+    sweeps = [s.model_copy(update={"metric_name": ""}) for s in mixed_data.sweeps]
+    runs = [r.model_copy(update={"metric": None}) for r in mixed_data.runs]
+    result = write_report(
+        mixed_data.model_copy(update={"sweeps": sweeps, "runs": runs}), out_dir=tmp_path
+    )
+    report = result.report
+    assert (report["best"], report["part_a"], report["part_b"]) == (None, None, None)
+    assert report["kind"] == "trainer" and len(report["runs"]) == len(runs)
+    for fmt in ("md", "html"):
+        text = result.paths[fmt].read_text()
+        assert "The sweep has no metric: its runs are listed below, none is ranked." in text
+        assert "run-b5" in text and "CUDA out of memory" in text
+        assert "None" not in text

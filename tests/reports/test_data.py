@@ -9,10 +9,12 @@ from typing import Any
 
 import pytest
 
-from reports.data import environment_info, gather, load_reference
+from reports.data import environment_info, gather, load_reference, sweep_kind
 from sweeper.backends.local import LocalBackend
 from sweeper.errors import NotFoundError, SweeperError
 from sweeper.paths import Home
+from sweeper.spec import parse_spec
+from tests.reports.programs import PROGRAM_SPEC
 
 PARAMETERS = {
     "data_dir": {"value": "data"},
@@ -109,3 +111,68 @@ def test_environment_info_has_versions_and_caller_extras() -> None:
     assert info["device"] == "2 x H100"  # the caller knows better than the report process
     assert info["git"] == "abc123"
     assert info["cpu_count"] >= 1
+
+
+def _program(backend: LocalBackend, folder: Path, name: str, metric: str) -> str:
+    (folder / "train.py").write_text("import wandb\n")
+    text = PROGRAM_SPEC.replace("name: user-sweep", f"name: {name}").replace(
+        "{name: val_loss, goal: minimize}", metric
+    )
+    return backend.create_sweep(parse_spec(text, "sweep.yaml", cwd=folder)).id
+
+
+def test_gather_program_sweeps_with_one_metric_together(
+    backend: LocalBackend, tmp_path: Path
+) -> None:
+    first = _program(backend, tmp_path, "first", "{name: val_loss, goal: minimize}")
+    second = _program(backend, tmp_path, "second", "{name: val_loss}")  # W&B's default goal
+    data = gather(backend, [first, second])
+    assert data.kind == "program" and sweep_kind(data.sweeps[1]) == "program"
+
+
+@pytest.mark.parametrize(
+    ("kinds", "baseline", "message"),
+    [
+        (
+            ("prog", "trainer"),
+            None,
+            "prog ({prog}) runs a program of your own and trainer ({trainer}) the built-in "
+            "trainer: one report ranks its runs on one metric and compares Part A with Part B "
+            "for the trainer only, so report each kind on its own: `sweeper report {prog}` and "
+            "`sweeper report {trainer}`.",
+        ),
+        (
+            ("prog", "other"),
+            None,
+            "The program sweeps optimise different metrics (prog ({prog}) val_loss (minimize); "
+            "other ({other}) score (maximize))",
+        ),
+        (("prog",), "trainer", "--baseline chooses Part A of the built-in trainer's"),
+        (("prog",), "file", "prog ({prog}) runs a program of your own, whose report has no Part A"),
+        (
+            ("trainer",),
+            "prog",
+            "--baseline prog ({prog}) is a program sweep (a script of your own)",
+        ),
+    ],
+)
+def test_gather_refuses_sweeps_one_report_cannot_rank_together(
+    backend: LocalBackend,
+    spec_of: Callable[..., Any],
+    tmp_path: Path,
+    kinds: tuple[str, ...],
+    baseline: str | None,
+    message: str,
+) -> None:
+    ids = {
+        "prog": _program(backend, tmp_path, "prog", "{name: val_loss, goal: minimize}"),
+        "other": _program(backend, tmp_path, "other", "{name: score, goal: maximize}"),
+        "trainer": backend.create_sweep(spec_of("trainer", PARAMETERS)).id,
+    }
+    chosen = ids.get(baseline or "")
+    if baseline == "file":
+        chosen = str(tmp_path / "published.json")
+        Path(chosen).write_text(json.dumps({"test_accuracy": 0.78}))
+    with pytest.raises(SweeperError) as caught:
+        gather(backend, [ids[kind] for kind in kinds], baseline=chosen)
+    assert message.format(**ids) in str(caught.value)
