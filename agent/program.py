@@ -275,5 +275,7 @@ def log_tail(path: Path, lines: int = 5, limit: int = 2000) -> str:
             text = f.read().decode("utf-8", "replace")
     except OSError:
         return ""
-    kept = [line for line in text.splitlines() if line.strip()][-lines:]
+    # wandb's own banner lines ("wandb: Tracking run ...") would push out the user's error.
+    ours = [line for line in text.splitlines() if not line.startswith("wandb: ")]
+    kept = [line for line in ours if line.strip()][-lines:]
     return "\n".join(kept)[-limit:]

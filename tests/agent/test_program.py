@@ -53,6 +53,12 @@ def test_log_tail_keeps_the_last_lines(tmp_path: Path) -> None:
     assert log_tail(log, lines=2) == "line 18\nline 19"
 
 
+def test_log_tail_leaves_out_wandbs_banner(tmp_path: Path) -> None:
+    log = tmp_path / "run.log"
+    log.write_text("ValueError: lr too high\nwandb: Synced 5 W&B file(s)\nwandb: Find logs at x\n")
+    assert log_tail(log, lines=2) == "ValueError: lr too high"
+
+
 HOLDER = """
 import os, signal, sys, time
 from pathlib import Path
