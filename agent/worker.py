@@ -47,7 +47,6 @@ from sweeper.backends.base import Backend
 from sweeper.locate import open_backend
 from sweeper.models import Control, Run, RunState, Sweep
 from sweeper.paths import Home, private_dir
-from sweeper.spec.program_layer import kind_of
 
 log = logging.getLogger("agent.worker")
 
@@ -237,7 +236,7 @@ class Worker:
         run = backend.get_run(run_id)
         sweep = backend.get_sweep(run.sweep_id)
         log.info("run %s: config %s", run_id, json.dumps(run.config, sort_keys=True, default=str))
-        if kind_of(sweep.spec) == "program":
+        if sweep.kind == "program":
             return self._run_program(run, sweep)
         overrides = {
             "checkpoint_dir": str(self.home.checkpoint_dir(run.sweep_id, run_id)),

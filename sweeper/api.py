@@ -29,11 +29,12 @@ import os
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from sweeper.errors import SpecError, SweeperError
+from sweeper.errors import SweeperError
 from sweeper.paths import Home
 
 if TYPE_CHECKING:
     from agent.supervisor import AgentSummary
+    from sweeper.models import Sweep
 
 #: `source` of a spec given as a Python mapping (not stored as a spec file).
 SOURCE = "<sweeper.sweep>"
@@ -132,7 +133,7 @@ def agent(
             count=count,
             max_consecutive_failed_runs=max_consecutive_failed_runs,
         )
-    _check_runnable(found.id, found.spec)
+    _check_runnable(found)
     return run_agent(
         found.id,
         home=where,
@@ -142,17 +143,11 @@ def agent(
     )
 
 
-def _check_runnable(sweep_id: str, spec: dict[str, Any]) -> None:
-    """A sweep without `program` or `command` runs the built-in trainer: refuse one whose
-    parameters are not the trainer's (a sweep made for `agent(function=...)`)."""
-    from sweeper.spec import spec_from_data
-
-    if "program" in spec or "command" in spec:
-        return
-    try:
-        spec_from_data(spec, SOURCE, kind="trainer")
-    except SpecError as exc:
+def _check_runnable(sweep: Sweep) -> None:
+    """A sweep made by `sweep(config)` without `program` or `command` is a program sweep
+    with nothing to start: it runs only as `agent(function=...)`."""
+    if sweep.kind == "program" and "program" not in sweep.spec and "command" not in sweep.spec:
         raise SweeperError(
-            f"Sweep {sweep_id!r} names no program and its parameters are not the built-in "
-            f"trainer's ({exc.problems[0]}): pass function=, the function that trains one run."
-        ) from None
+            f"Sweep {sweep.id!r} names no program (its config was made for a function): "
+            "pass function=, the function that trains one run."
+        )

@@ -62,7 +62,7 @@ class EngineRun(BaseModel):
     engine_config: dict[str, Any] = Field(description='Engine form: {"lr": {"value": 0.001}, ...}.')
     config_key: str
     metric: float | None = Field(
-        None, description="Best value of the sweep metric over the epochs so far."
+        None, description="The run's sweep metric as stored (`sweeper.models.Run.metric`)."
     )
     history: list[dict[str, Any]] = Field(
         default_factory=list, description="Per-epoch metrics; hyperband needs them."
@@ -159,9 +159,10 @@ def _engine_config(spec: SweepSpec) -> dict[str, Any]:
     """The sweep config the engine reads: the raw spec with metric and method as validated."""
     config = dict(spec.raw)
     config["method"] = spec.method
-    metric = dict(config.get("metric") or {})
-    metric.update(name=spec.metric_name, goal=spec.metric_goal)
-    config["metric"] = metric
+    if spec.metric_name is not None:
+        metric = dict(config.get("metric") or {})
+        metric.update(name=spec.metric_name, goal=spec.metric_goal)
+        config["metric"] = metric
     if spec.early_terminate is not None:
         config["early_terminate"] = spec.early_terminate
     return config
@@ -180,6 +181,21 @@ def better(best: float | None, value: Any, goal: str) -> float | None:
     return float(max(best, value) if goal == "maximize" else min(best, value))
 
 
+def reported(current: float | None, value: Any, goal: str, program: bool) -> float | None:
+    """A run's metric once it reports `value`: the trainer's best epoch so far; a program
+    run's latest value, its summary as W&B keeps it (non-numbers and NaN are ignored).
+
+    >>> reported(0.7, 0.6, "maximize", program=False), reported(0.7, 0.6, "maximize", program=True)
+    (0.7, 0.6)
+    >>> reported(0.7, "n/a", "maximize", program=True)
+    0.7
+    """
+    if not program:
+        return better(current, value, goal)
+    latest = better(None, value, goal)
+    return current if latest is None else latest
+
+
 def best_metric(
     history: Sequence[Mapping[str, Any]], metric: str, goal: str, start: float | None = None
 ) -> float | None:
@@ -195,15 +211,23 @@ def best_metric(
 
 
 def to_sweep_run(run: EngineRun, spec: SweepSpec) -> SweepRun:
-    """The engine's view of a stored run; its summary metric is the best epoch, not the last."""
+    """The engine's view of a stored run. Its summary metric is a trainer run's best epoch,
+    not the last; a program run's is its stored metric, the summary value W&B's
+    controller would read."""
     import sweeps
 
-    best = best_metric(run.history, spec.metric_name, spec.metric_goal, start=run.metric)
+    name = spec.metric_name
+    if name is None:
+        value = None
+    elif spec.kind == "program":
+        value = run.metric
+    else:
+        value = best_metric(run.history, name, spec.metric_goal, start=run.metric)
     return sweeps.SweepRun(
         name=run.id,
         state=_ENGINE_STATE[run.state],
         config=run.engine_config,
-        summary_metrics={} if best is None else {spec.metric_name: best},
+        summary_metrics={} if name is None or value is None else {name: value},
         history=run.history,
     )
 

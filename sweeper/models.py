@@ -53,8 +53,15 @@ class Sweep(BaseModel):
     backend: str
     state: SweepState
     method: str
-    metric_name: str
+    metric_name: str | None = Field(
+        description="The metric the sweep optimizes; None for a grid or random sweep without one."
+    )
     metric_goal: Literal["maximize", "minimize"]
+    kind: Literal["trainer", "program"] = Field(
+        "trainer",
+        description="trainer: runs of the built-in trainer; program: the user's own script or "
+        "function (a function sweep's spec names no program, so ask this, not the spec).",
+    )
     run_cap: int | None = None
     spec: dict[str, Any] = Field(description="The sweep YAML as loaded, unchanged.")
     spec_path: str | None = None
@@ -88,7 +95,9 @@ class Run(BaseModel):
     state: RunState
     config: dict[str, Any] = Field(description="Flat parameter values given to the trainer.")
     metric: float | None = Field(
-        default=None, description="Best value of the sweep metric over the epochs so far."
+        default=None,
+        description="The sweep metric: a trainer run's best epoch; a program run's summary "
+        "value as W&B has it (the last one logged, unless the script set the summary).",
     )
     epochs: int = Field(default=0, description="Epochs reported so far.")
     history: list[dict[str, Any]] = Field(

@@ -249,21 +249,26 @@ class RunLedger:
         summary: dict[str, Any],
         state: RunState,
         reason: str | None,
-        metric: tuple[str, str],
+        metric: tuple[str | None, str],
         now: float,
+        program: bool = False,
     ) -> Ended:
         """End an owned run as `state` (see `finish_state`) with its final summary.
 
         A stopped run keeps the reason recorded by `mark_stopping` unless `reason` is
-        given. A run that reported no epochs takes its metric from the summary.
+        given. A trainer run keeps its best epoch as its metric, the summary's when it
+        reported no epochs; a program run takes the summary's (W&B's meaning).
 
         Args:
             row: the run's row, from `owned`.
-            metric: the sweep's metric name and goal ("maximize" or "minimize").
+            metric: the sweep's metric name (None: no metric) and goal ("maximize" or
+                "minimize").
+            program: the run is a program sweep's.
         """
         best = row["metric"]
-        if best is None:
-            best = engine.better(None, summary.get(metric[0]), metric[1])
+        name, goal = metric
+        if name is not None and (best is None or program):
+            best = engine.reported(best, summary.get(name), goal, program=True)
         kept = (reason or row["reason"]) if state == RunState.stopped else reason
         conn.execute(
             f"UPDATE {self.table} SET state = ?, summary = ?, reason = ?, metric = ?,"

@@ -302,7 +302,8 @@ class LocalBackend(Backend):
 
     @retried
     def log_epoch(self, run_id: str, worker: str, metrics: dict[str, Any]) -> Control:
-        """Append an epoch, update the best metric and heartbeat, and say whether to go on."""
+        """Append an epoch, update the run's metric (`engine.reported`) and heartbeat, and
+        say whether to go on."""
         now = self.clock()
         with self.store.transaction(immediate=True) as conn:
             row = _RUNS.owned(conn, run_id, worker)
@@ -318,15 +319,17 @@ class LocalBackend(Backend):
             (epochs,) = conn.execute(
                 "SELECT COUNT(*) FROM epochs WHERE run_id = ?", (run_id,)
             ).fetchone()
-            best = engine.better(
-                row["metric"], metrics.get(sweep["metric_name"]), sweep["metric_goal"]
-            )
+            spec = self._spec(sweep)
+            metric = row["metric"]
+            if spec.metric_name is not None:
+                value = metrics.get(spec.metric_name)
+                program = spec.kind == "program"
+                metric = engine.reported(metric, value, spec.metric_goal, program)
             conn.execute(
                 "UPDATE runs SET metric = ?, epochs = ?, heartbeat_at = ? WHERE id = ?",
-                (best, epochs, now, run_id),
+                (metric, epochs, now, run_id),
             )
             control = _SWEEP_CONTROL.get(SweepState(sweep["state"]), Control.proceed)
-            spec = self._spec(sweep)
             if control != Control.proceed or spec.early_terminate is None:
                 return control
         with self.store.transaction() as conn:
@@ -364,9 +367,10 @@ class LocalBackend(Backend):
             row = _RUNS.owned(conn, run_id, worker)
             if row is None:
                 return False
-            sweep = self._sweep_row(conn, row["sweep_id"])
-            metric = (sweep["metric_name"], sweep["metric_goal"])
-            _RUNS.finish(conn, row, summary, state, reason, metric, now)
+            spec = self._spec(self._sweep_row(conn, row["sweep_id"]))
+            metric = (spec.metric_name, spec.metric_goal)
+            program = spec.kind == "program"
+            _RUNS.finish(conn, row, summary, state, reason, metric, now, program)
             self._finish_if_drained(conn, row["sweep_id"], now)
             return True
 
@@ -495,6 +499,7 @@ class LocalBackend(Backend):
             method=row["method"],
             metric_name=row["metric_name"],
             metric_goal=row["metric_goal"],
+            kind=spec.kind,
             run_cap=row["run_cap"],
             spec=spec.raw,
             spec_path=row["spec_path"],

@@ -4,9 +4,9 @@ A program sweep names its script with `program`, or a `command` that runs someth
 than the built-in trainer. Its parameters are the user's, so only W&B's schema judges them
 (`sweeper.spec.schema`); this layer adds what W&B's agent would trip over when it starts a
 run: the program file missing (resolved as `wandb agent` resolves it, relative to the
-working directory) and a `${...}` macro W&B's agent does not know. sweeper needs a metric
-for every sweep (to pick the best run), so the schema layer's check covers the methods
-that need one.
+working directory) and a `${...}` macro W&B's agent does not know. A metric is needed
+where the method compares runs (bayes, hyperband); the schema layer checks that for
+every kind.
 
 The macro names are listed here rather than read from wandb's
 `create_sweep_command_args`: `sweeper validate` must not import wandb (1.7 s); a test

@@ -194,10 +194,17 @@ def top_level_problems(data: dict[str, Any], settings: Collection[str] = ()) -> 
             "metrics: multi-objective sweeps need a W&B custom scheduler; give one `metric`"
         )
     if "metric" not in data and "metrics" not in data:
-        problems.append(
-            "metric: missing; sweeper needs it to pick the best run "
-            "(for example `metric: {name: val_accuracy, goal: maximize}`)"
-        )
+        # W&B runs grid and random search without a metric; bayes and hyperband compare runs.
+        needs = []
+        if data.get("method") == "bayes":
+            needs.append("bayes search")
+        if "early_terminate" in data:
+            needs.append("early_terminate")
+        if needs:
+            problems.append(
+                f"metric: missing; without one {' and '.join(needs)} cannot compare runs "
+                "(for example `metric: {name: val_accuracy, goal: maximize}`)"
+            )
     return problems
 
 

@@ -59,7 +59,9 @@ class SweepSpec(BaseModel):
         "trainer",
         description="trainer: the built-in trainer's settings; program: the user's own script.",
     )
-    metric_name: str
+    metric_name: str | None = Field(
+        description="None for a grid or random sweep without a metric, as W&B allows."
+    )
     metric_goal: Literal["maximize", "minimize"]
     run_cap: int | None = None
     early_terminate: dict[str, Any] | None = None
@@ -177,14 +179,14 @@ def spec_from_data(
     problems = schema.document_problems(data)
     if problems:
         raise SpecError(source, problems)
-    metric = data["metric"]
+    metric = data.get("metric") or {}
     return SweepSpec(
         raw=data,
         source=source,
         name=data.get("name"),
         kind=kind,
         method=data["method"],
-        metric_name=metric["name"],
+        metric_name=metric.get("name"),
         metric_goal=metric.get("goal", schema.DEFAULT_GOAL),
         run_cap=data.get("run_cap"),
         early_terminate=data.get("early_terminate"),

@@ -32,8 +32,9 @@ from sweeper.errors import StoreError
 
 #: Bumped whenever the tables change; a store with a higher version was written by a
 #: newer sweeper and is refused rather than misread. Version 2 added the wandb_* tables,
-#: version 3 the runs' host; an older store is migrated the first time it is opened.
-SCHEMA_VERSION = 3
+#: version 3 the runs' host, version 4 let a sweep have no metric (W&B's grid and random
+#: search need none); an older store is migrated the first time it is opened.
+SCHEMA_VERSION = 4
 
 #: Each dialect fills in `{rowid}` (an explicit insertion-order column where the database
 #: has no implicit rowid) and `{float}` (a double-precision type: timestamps are epoch
@@ -49,7 +50,7 @@ CREATE TABLE IF NOT EXISTS sweeps (
     name TEXT NOT NULL,
     state TEXT NOT NULL,
     method TEXT NOT NULL,
-    metric_name TEXT NOT NULL,
+    metric_name TEXT,
     metric_goal TEXT NOT NULL,
     run_cap INTEGER,
     spec TEXT NOT NULL,
@@ -140,6 +141,10 @@ CREATE TABLE IF NOT EXISTS wandb_synced (
 MIGRATIONS: dict[int, tuple[tuple[str, str, str], ...]] = {
     3: (("runs", "host", "TEXT"), ("wandb_runs", "host", "TEXT")),
 }
+#: Columns (table, column) whose NOT NULL each version dropped.
+NULLABLE: dict[int, tuple[tuple[str, str], ...]] = {
+    4: (("sweeps", "metric_name"),),
+}
 
 
 class Cursor(Protocol):
@@ -227,6 +232,11 @@ class Store(ABC):
     @abstractmethod
     def _columns(self, conn: Any, table: str) -> set[str]:
         """The names of `table`'s columns."""
+
+    @abstractmethod
+    def _drop_not_null(self, conn: Any, table: str, column: str, create: str) -> None:
+        """Let `table.column` hold NULL, inside the caller's write transaction; `create` is
+        the table's CREATE statement as SCHEMA has it now."""
 
     @abstractmethod
     def _translate(self, error: Exception) -> StoreError | None:
@@ -349,15 +359,23 @@ class Store(ABC):
     def _create_schema(self, conn: Any, recorded: int | None, rowid: str, float_type: str) -> None:
         """Create the tables, migrate an older store and record the version, inside the
         caller's write transaction."""
-        for statement in SCHEMA.format(rowid=rowid, float=float_type).split(";"):
-            if statement.strip():
-                conn.execute(statement)
+        statements = [
+            statement.strip()
+            for statement in SCHEMA.format(rowid=rowid, float=float_type).split(";")
+            if statement.strip()
+        ]
+        for statement in statements:
+            conn.execute(statement)
         if recorded is not None:
             for version in range(recorded + 1, SCHEMA_VERSION + 1):
                 for table, column, kind in MIGRATIONS.get(version, ()):
                     # A table SCHEMA just created has the column already.
                     if column not in self._columns(conn, table):
                         conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+                for table, column in NULLABLE.get(version, ()):
+                    head = f"CREATE TABLE IF NOT EXISTS {table} ("
+                    create = next(s for s in statements if s.startswith(head))
+                    self._drop_not_null(conn, table, column, create)
         conn.execute(
             "INSERT INTO meta (key, value) VALUES ('schema_version', ?) "
             "ON CONFLICT (key) DO UPDATE SET value = excluded.value",

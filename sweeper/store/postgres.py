@@ -216,6 +216,9 @@ class PostgresStore(Store):
         )
         return {row[0] for row in rows}
 
+    def _drop_not_null(self, conn: _Connection, table: str, column: str, create: str) -> None:
+        conn.execute(f"ALTER TABLE {table} ALTER COLUMN {column} DROP NOT NULL")
+
     def _in_transaction(self, conn: _Connection) -> bool:
         from psycopg.pq import TransactionStatus
 

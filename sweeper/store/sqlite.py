@@ -64,7 +64,6 @@ class SQLiteStore(Store):
             conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = NORMAL")
-            conn.execute("PRAGMA foreign_keys = ON")
             if recorded != SCHEMA_VERSION:
                 self._begin(conn, immediate=True)
                 try:
@@ -75,6 +74,9 @@ class SQLiteStore(Store):
                 except BaseException:
                     conn.execute("ROLLBACK")
                     raise
+            # Only now: a migration that rebuilds a table needs foreign keys off (SQLite's
+            # documented procedure), and the pragma is a no-op inside a transaction.
+            conn.execute("PRAGMA foreign_keys = ON")
         except sqlite3.Error as e:
             conn.close()
             raise self._explain(e) from e
@@ -157,6 +159,20 @@ class SQLiteStore(Store):
 
     def _columns(self, conn: sqlite3.Connection, table: str) -> set[str]:
         return {row["name"] for row in conn.execute(f"PRAGMA table_info({table})")}
+
+    def _drop_not_null(
+        self, conn: sqlite3.Connection, table: str, column: str, create: str
+    ) -> None:
+        """SQLite cannot alter a column: the table is rebuilt from `create` and its rows
+        copied with their rowids (which order them), as SQLite's ALTER TABLE page says, with
+        foreign keys off so that the tables referring to it keep their rows."""
+        columns = ", ".join(sorted(self._columns(conn, table)))
+        conn.execute(create.replace(f" {table} (", f" {table}_relaxed (", 1))
+        conn.execute(
+            f"INSERT INTO {table}_relaxed (rowid, {columns}) SELECT rowid, {columns} FROM {table}"
+        )
+        conn.execute(f"DROP TABLE {table}")
+        conn.execute(f"ALTER TABLE {table}_relaxed RENAME TO {table}")
 
     def _in_transaction(self, conn: sqlite3.Connection) -> bool:
         return conn.in_transaction

@@ -253,10 +253,14 @@ class WandbBackend(Backend):
             ref_row = references.find(self.store, row["sweep_id"])
             spec = self._spec(ref_row)
             epoch = int(metrics.get("epoch", row["epochs"] + 1))
-            best = engine.better(row["metric"], metrics.get(spec.metric_name), spec.metric_goal)
+            metric = row["metric"]
+            if spec.metric_name is not None:
+                value = metrics.get(spec.metric_name)
+                program = spec.kind == "program"
+                metric = engine.reported(metric, value, spec.metric_goal, program)
             conn.execute(
                 "UPDATE wandb_runs SET metric = ?, epochs = ?, heartbeat_at = ? WHERE id = ?",
-                (best, max(epoch, row["epochs"]), now, run_id),
+                (metric, max(epoch, row["epochs"]), now, run_id),
             )
         self._cache.clear()
         if spec.kind == "program":
@@ -321,7 +325,8 @@ class WandbBackend(Backend):
             ref_row = references.find(self.store, row["sweep_id"])
             spec = self._spec(ref_row)
             metric = spec.metric_name, spec.metric_goal
-            ended = RUNS.finish(conn, row, summary, state, reason, metric, self.now())
+            program = spec.kind == "program"
+            ended = RUNS.finish(conn, row, summary, state, reason, metric, self.now(), program)
         if spec.kind == "program" and state == RunState.finished:
             self._cache.clear()
             return True
@@ -517,6 +522,7 @@ class WandbBackend(Backend):
             method=spec.method,
             metric_name=spec.metric_name,
             metric_goal=spec.metric_goal,
+            kind=spec.kind,
             run_cap=spec.run_cap,
             spec=spec.raw,
             url=row["url"],

@@ -103,20 +103,24 @@ def run_state(record: RunRecord) -> RunState:
 
 
 def run_from_record(
-    sweep_id: str, record: RunRecord, metric_name: str, goal: str, program: bool = False
+    sweep_id: str, record: RunRecord, metric_name: str | None, goal: str, program: bool = False
 ) -> Run:
-    """A Run from W&B's record alone: its metric is the best epoch's, else the summary's."""
+    """A Run from W&B's record alone: its metric is a trainer run's best epoch, else the
+    summary's; a program run's is the summary's (W&B's meaning)."""
     epochs = history(record.history, program)
     final = summary(record.summary)
     best = None
-    for epoch in epochs:
-        best = engine.better(best, epoch.get(metric_name), goal)
+    if metric_name is not None:
+        if not program:
+            best = engine.best_metric(epochs, metric_name, goal)
+        if best is None:
+            best = engine.better(None, final.get(metric_name), goal)
     return Run(
         id=record.id,
         sweep_id=sweep_id,
         state=run_state(record),
         config=flatten_config(record.config),
-        metric=best if best is not None else engine.better(None, final.get(metric_name), goal),
+        metric=best,
         epochs=len(epochs),
         history=epochs,
         summary=final,

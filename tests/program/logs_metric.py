@@ -1,4 +1,6 @@
-"""A user's script that reads only `wandb.config` and logs `score` for `steps` steps.
+"""A user's script that reads only `wandb.config` and logs `score` for `steps` steps
+(lr * step number), or the values of its `scores` parameter in turn; with `summary_best`
+true it sets `wandb.summary["score"]` to the best of them itself, as W&B users do.
 
 Knobs through the environment, so one script serves every test: PROGRAM_FAIL=1 exits
 with an error on stderr; PROGRAM_HANG_BELOW=x waits after its first step, until it is
@@ -28,9 +30,12 @@ if os.environ.get("PROGRAM_FAIL"):
     print("about to fail", flush=True)
     print("ValueError: lr too large for this script", file=sys.stderr, flush=True)
     sys.exit(3)
-steps = int(config.get("steps", 3))
-for step in range(steps):
-    run.log({"score": float(config.get("lr", 1)) * (step + 1), "step_seen": step})
-    if float(config.get("lr", 1)) < float(os.environ.get("PROGRAM_HANG_BELOW", "-inf")):
+lr = float(config.get("lr", 1))
+scores = config.get("scores") or [lr * (step + 1) for step in range(int(config.get("steps", 3)))]
+for step, score in enumerate(scores):
+    run.log({"score": float(score), "step_seen": step})
+    if lr < float(os.environ.get("PROGRAM_HANG_BELOW", "-inf")):
         time.sleep(600)
+if config.get("summary_best"):
+    run.summary["score"] = max(scores)
 run.finish()

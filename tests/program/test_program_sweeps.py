@@ -63,6 +63,28 @@ def test_a_script_reading_only_wandb_config_gets_nested_and_boolean_values(
     assert [r.metric for r in runs] == [1.5, 6.0]
 
 
+SUMMARY = """\
+method: grid
+metric: {name: score, goal: maximize}
+program: logs_metric.py
+parameters:
+  scores: {value: [1.0, 3.0, 2.0]}
+  summary_best: {values: [false, true]}
+"""
+
+
+@pytest.mark.slow
+def test_a_program_runs_metric_is_its_summary_value_as_wandb_has_it(project: Project) -> None:
+    sweep_id = project.create(SUMMARY)
+    project.run_agent(sweep_id)
+    runs = {r.config["summary_best"]: r for r in project.runs(sweep_id)}
+    assert [h["score"] for h in runs[False].history] == [1.0, 3.0, 2.0]
+    # The last value logged, not the best: W&B's controller reads the run's summary.
+    assert (runs[False].state, runs[False].metric) == (RunState.finished, 2.0)
+    # The script set the summary itself: that value wins.
+    assert (runs[True].state, runs[True].metric) == (RunState.finished, 3.0)
+
+
 @pytest.mark.slow
 def test_a_script_reading_only_its_arguments_gets_every_macro_form_as_wandb_builds_it(
     project: Project,

@@ -31,6 +31,8 @@ def build_spec(
     early_terminate: dict[str, Any] | None = None,
     goal: Literal["maximize", "minimize"] = "maximize",
     name: str | None = None,
+    kind: Literal["trainer", "program"] = "trainer",
+    metric: bool = True,
 ) -> SweepSpec:
     """A SweepSpec as `load_spec` would return it for the equivalent YAML.
 
@@ -39,11 +41,9 @@ def build_spec(
     engine error, a minimized val_accuracy). Once the spec package can check W&B's schema
     without the trainer layer, this should go through that.
     """
-    raw: dict[str, Any] = {
-        "method": method,
-        "metric": {"name": "val_accuracy", "goal": goal},
-        "parameters": parameters,
-    }
+    raw: dict[str, Any] = {"method": method, "parameters": parameters}
+    if metric:
+        raw["metric"] = {"name": "val_accuracy", "goal": goal}
     if run_cap is not None:
         raw["run_cap"] = run_cap
     if early_terminate is not None:
@@ -55,7 +55,8 @@ def build_spec(
         source="t.yaml",
         name=name,
         method=method,
-        metric_name="val_accuracy",
+        kind=kind,
+        metric_name="val_accuracy" if metric else None,
         metric_goal=goal,
         run_cap=run_cap,
         early_terminate=early_terminate,

@@ -111,6 +111,36 @@ def test_summary_metric_is_the_best_epoch_not_the_last(
     assert len(run.history) == 3
 
 
+def test_a_program_runs_summary_metric_is_its_stored_metric(make_spec: MakeSpec) -> None:
+    spec = make_spec({"lr": {"values": [0.1]}}, kind="program")
+    stored = engine_run("r1", {"lr": 0.1}, history=[0.5, 0.8, 0.6])
+    stored.metric = 0.6
+    assert engine.to_sweep_run(stored, spec).summary_metrics == {"val_accuracy": 0.6}
+
+
+def test_a_sweep_without_a_metric_gives_the_engine_none(make_spec: MakeSpec) -> None:
+    spec = make_spec({"lr": {"values": [0.1, 0.2]}}, metric=False)
+    run = engine.to_sweep_run(engine_run("r1", {"lr": 0.1}, history=[0.5]), spec)
+    assert run.summary_metrics == {}
+    proposal = engine.propose(spec, [engine_run("r1", {"lr": 0.1})])
+    assert isinstance(proposal, engine.Proposal) and proposal.config == {"lr": 0.2}
+
+
+@pytest.mark.parametrize(
+    ("current", "value", "program", "metric"),
+    [
+        (0.8, 0.6, False, 0.8),
+        (0.8, 0.6, True, 0.6),
+        (0.8, float("nan"), True, 0.8),
+        (None, None, True, None),
+    ],
+)
+def test_reported_keeps_the_best_or_for_a_program_the_latest(
+    current: float | None, value: float | None, program: bool, metric: float | None
+) -> None:
+    assert engine.reported(current, value, "maximize", program) == metric
+
+
 def test_grid_proposes_in_order_then_is_exhausted(make_spec: MakeSpec) -> None:
     parameters = {"a": {"values": [1, 2]}, "b": {"values": ["x", "y"]}}
     spec = make_spec(parameters)

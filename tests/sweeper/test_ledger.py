@@ -289,6 +289,25 @@ def test_a_run_without_epochs_takes_its_metric_from_the_summary(
     assert book.get("run1")["metric"] == metric
 
 
+@pytest.mark.parametrize(
+    ("metric", "summary", "kept"),
+    [
+        (("val_accuracy", "maximize"), {"val_accuracy": 0.5}, 0.5),
+        (("val_accuracy", "maximize"), {}, 0.7),
+        ((None, "minimize"), {"val_accuracy": 0.5}, 0.7),
+    ],
+)
+def test_a_program_run_takes_its_metric_from_the_summary(
+    book: Book, metric: tuple[str | None, str], summary: dict[str, Any], kept: float
+) -> None:
+    book.add("run1", metric=0.7)
+    with book.store.transaction(immediate=True) as conn:
+        row = book.ledger.owned(conn, "run1", "w1")
+        assert row is not None
+        book.ledger.finish(conn, row, summary, RunState.finished, None, metric, NOW, program=True)
+    assert book.get("run1")["metric"] == kept
+
+
 def test_a_failed_run_is_not_retried(book: Book) -> None:
     book.add("run1")
     with book.store.transaction(immediate=True) as conn:

@@ -10,7 +10,7 @@ import subprocess
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 
@@ -306,6 +306,58 @@ def test_best_metric_is_the_best_epoch_not_the_last(
         0.8,
         0.7,
     )
+
+
+@pytest.mark.parametrize(
+    ("summary", "metric"),
+    [({"val_accuracy": 0.8, "val_loss": 0.1}, 0.8), ({"val_loss": 0.1}, 0.6)],
+    ids=["script-set-summary", "last-logged"],
+)
+def test_a_program_runs_metric_is_its_summary_value_as_wandb_has_it(
+    backend: LocalBackend, make_spec: MakeSpec, summary: dict[str, Any], metric: float
+) -> None:
+    sweep = backend.create_sweep(make_spec(GRID_6, kind="program"))
+    run_id = claim_id(backend, sweep.id)
+    for step, acc in enumerate([0.5, 0.8, 0.6], start=1):
+        backend.log_epoch(run_id, "w1", {"epoch": step, "val_accuracy": acc})
+        assert backend.get_run(run_id).metric == acc
+    backend.log_epoch(run_id, "w1", {"epoch": 4, "val_loss": 0.1})
+    assert backend.get_run(run_id).metric == 0.6
+    with backend.store.transaction() as conn:
+        (stored,) = backend._engine_runs(conn, sweep.id, history=True)
+    spec = make_spec(GRID_6, kind="program")
+    assert engine.to_sweep_run(stored, spec).summary_metrics == {"val_accuracy": 0.6}
+    assert backend.finish_run(run_id, "w1", summary)
+    assert backend.get_run(run_id).metric == metric
+
+
+@pytest.mark.parametrize("kind", ["trainer", "program"])
+def test_a_sweep_tells_its_stored_kind(
+    backend: LocalBackend, make_spec: MakeSpec, kind: Literal["trainer", "program"]
+) -> None:
+    # A function sweep's spec names no program: only the stored kind says what it is.
+    sweep = backend.create_sweep(make_spec(GRID_6, kind=kind))
+    assert "program" not in sweep.spec
+    assert backend.get_sweep(sweep.id).kind == kind
+    assert [s.kind for s in backend.list_sweeps()] == [kind]
+
+
+@pytest.mark.parametrize("method", ["grid", "random"])
+def test_a_sweep_without_a_metric_runs_its_space(
+    backend: LocalBackend, make_spec: MakeSpec, method: Literal["grid", "random"]
+) -> None:
+    sweep = backend.create_sweep(make_spec(GRID_6, method=method, metric=False))
+    assert backend.get_sweep(sweep.id).metric_name is None
+    for _ in range(6):
+        run_id = claim_id(backend, sweep.id)
+        assert backend.log_epoch(run_id, "w1", {"epoch": 1, "loss": 0.3}) == Control.proceed
+        assert backend.finish_run(run_id, "w1", {"loss": 0.3})
+    claim = backend.claim_run(sweep.id, "w1")
+    assert (claim.run, claim.done) == (None, True)
+    runs = backend.list_runs(sweep.id)
+    assert len({json.dumps(r.config, sort_keys=True) for r in runs}) == 6
+    assert {(r.state, r.metric) for r in runs} == {(RunState.finished, None)}
+    assert backend.best_run(sweep.id) is None
 
 
 def test_finish_is_compare_and_set(backend: LocalBackend, make_spec: MakeSpec) -> None:

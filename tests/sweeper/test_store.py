@@ -10,10 +10,14 @@ from pathlib import Path
 
 import pytest
 
+from sweeper.backends.local import LocalBackend
 from sweeper.errors import StoreError
 from sweeper.paths import Home
 from sweeper.store import SCHEMA_VERSION, SQLiteStore
 from sweeper.store import sqlite as store_module
+from sweeper.store.base import SCHEMA
+
+from .conftest import MakeSpec
 
 
 @pytest.fixture
@@ -52,6 +56,53 @@ def test_newer_schema_is_refused_and_left_untouched(store_path: Path) -> None:
     with pytest.raises(StoreError, match="newer sweeper"):
         SQLiteStore(store_path).get_current()
     assert store_path.read_bytes() == before
+
+
+def as_version_3(path: Path) -> None:
+    """Turn the store at `path` into what sweeper wrote at schema version 3, when every
+    sweep had a metric: sweeps.metric_name NOT NULL."""
+    (create,) = [s for s in SCHEMA.format(rowid="", float="REAL").split(";") if " sweeps (" in s]
+    old = create.replace(" sweeps (", " sweeps_v3 (").replace(
+        "metric_name TEXT,", "metric_name TEXT NOT NULL,"
+    )
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute(old)
+    conn.execute("INSERT INTO sweeps_v3 SELECT * FROM sweeps ORDER BY rowid")
+    conn.execute("DROP TABLE sweeps")
+    conn.execute("ALTER TABLE sweeps_v3 RENAME TO sweeps")
+    conn.execute("UPDATE meta SET value = '3' WHERE key = 'schema_version'")
+    conn.close()
+
+
+def test_a_version_3_store_gains_sweeps_without_a_metric(
+    store_path: Path, make_spec: MakeSpec
+) -> None:
+    grid = {"a": {"values": [1, 2]}}
+    before = LocalBackend(Home(store_path.parent, store=f"sqlite:///{store_path}"))
+    first = before.create_sweep(make_spec(grid, name="first"))
+    before.create_sweep(make_spec(grid, name="second"))
+    run = before.claim_run(first.id, "w1").run
+    assert run is not None
+    before.close()
+    as_version_3(store_path)
+    with sqlite3.connect(store_path) as conn:
+        columns = conn.execute("PRAGMA table_info(sweeps)").fetchall()
+        assert [c[3] for c in columns if c[1] == "metric_name"] == [1]
+
+    after = LocalBackend(Home(store_path.parent, store=f"sqlite:///{store_path}"))
+    assert after.store.schema_version == SCHEMA_VERSION
+    no_metric = after.create_sweep(make_spec(grid, metric=False, name="third"))
+    assert [(s.name, s.metric_name) for s in after.list_sweeps()] == [
+        ("third", None),
+        ("second", "val_accuracy"),
+        ("first", "val_accuracy"),
+    ]
+    assert after.get_sweep(no_metric.id).metric_name is None
+    assert [r.id for r in after.list_runs(first.id)] == [run.id]
+    with after.store.transaction() as conn:
+        assert conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
+        assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
+    after.close()
 
 
 @pytest.mark.parametrize(

@@ -21,6 +21,8 @@ from sweeper.store import SCHEMA_VERSION, StoreDisconnected, open_store, retried
 from sweeper.store.postgres import PostgresStore
 from tests.pg_server import PgServer
 
+from .conftest import MakeSpec
+
 
 def admin(server: PgServer, statement: str) -> None:
     with psycopg.connect(server.url(), autocommit=True) as conn:
@@ -55,13 +57,27 @@ def test_an_older_store_is_migrated_on_first_use(pg_url: str) -> None:
     first.set_current("abc12345")
     with first.transaction(immediate=True) as conn:
         conn.execute("ALTER TABLE runs DROP COLUMN host")
+        conn.execute("ALTER TABLE sweeps ALTER COLUMN metric_name SET NOT NULL")
         conn.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
     first.close()
     again = open_store(pg_url)
     assert again.schema_version == SCHEMA_VERSION
     with again.transaction() as conn:
         assert conn.execute("SELECT host FROM runs").fetchall() == []
+        nullable = conn.execute(
+            "SELECT is_nullable FROM information_schema.columns"
+            " WHERE table_schema = current_schema() AND table_name = 'sweeps'"
+            " AND column_name = 'metric_name'"
+        ).fetchone()[0]
+    assert nullable == "YES"
     assert again.get_current() == "abc12345"
+
+
+def test_a_sweep_without_a_metric_is_stored(pg_url: str, make_spec: MakeSpec) -> None:
+    backend = LocalBackend(Home(store=pg_url))
+    sweep = backend.create_sweep(make_spec({"a": {"values": [1, 2]}}, metric=False))
+    assert backend.get_sweep(sweep.id).metric_name is None
+    backend.close()
 
 
 def test_a_newer_schema_is_refused(pg_url: str) -> None:

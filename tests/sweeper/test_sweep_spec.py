@@ -568,6 +568,27 @@ def test_valid_spec_fields(tmp_path: Path) -> None:
     assert spec.warnings == []
 
 
+@pytest.mark.parametrize("method", ["grid", "random"])
+def test_grid_and_random_search_need_no_metric_as_on_wandb(method: str) -> None:
+    spec = parse_spec(make(method=method, metric=None))
+    assert (spec.metric_name, spec.metric_goal) == (None, "minimize")
+
+
+@pytest.mark.parametrize(
+    ("top", "needs"),
+    [
+        ({"method": "bayes"}, "bayes search"),
+        (
+            {"method": "random", "early_terminate": {"type": "hyperband", "min_iter": 2}},
+            "early_terminate",
+        ),
+    ],
+)
+def test_bayes_and_hyperband_still_need_a_metric(top: dict[str, Any], needs: str) -> None:
+    (problem,) = problems_of(make(metric=None, **top))
+    assert problem.startswith(f"metric: missing; without one {needs} cannot compare runs")
+
+
 def test_loss_metric_takes_wandbs_default_goal() -> None:
     spec = parse_spec(make(metric={"name": "val_loss"}))
     assert spec.metric_goal == "minimize"
