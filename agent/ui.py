@@ -21,7 +21,6 @@ from rich.table import Table
 
 from agent.slots import Slot
 from sweeper.models import Run, RunState, Sweep
-from sweeper.spec.program_layer import kind_of
 
 #: How many of a step's logged values a line shows when the sweep has no metric.
 SHOWN_VALUES = 3
@@ -156,7 +155,7 @@ def build_table(
     """
     params = sweep.swept_parameters()
     metric = sweep.metric_name or None
-    trainer = kind_of(sweep.spec) == "trainer"
+    trainer = sweep.kind == "trainer"
     by_id = {r.id: r for r in runs}
     counts = {state.value: 0 for state in RunState}
     for each in runs:

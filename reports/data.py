@@ -18,7 +18,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from sweeper.backends.base import Backend
 from sweeper.errors import NotFoundError, SweeperError, did_you_mean
 from sweeper.models import Run, Sweep
-from sweeper.spec.program_layer import kind_of
 
 #: What a report is about: the built-in trainer's sweeps, or a user's own program's.
 Kind = Literal["trainer", "program"]
@@ -80,17 +79,17 @@ class ReportData(BaseModel):
 
 
 def sweep_kind(sweep: Sweep) -> Kind:
-    """'program' for a sweep of the user's own script, 'trainer' for the built-in trainer's
-    (`sweeper.spec.program_layer.kind_of` on its stored spec).
+    """'program' for a sweep of the user's own script or function, 'trainer' for the
+    built-in trainer's (`Sweep.kind`, as stored: a function sweep's spec names no program).
 
     >>> from datetime import datetime
     >>> sweep = Sweep(id="s", name="s", backend="local", state="running", method="grid",
     ...               metric_name="loss", metric_goal="minimize", created_at=datetime.now(),
-    ...               spec={"program": "train.py"})
+    ...               kind="program", spec={"method": "grid"})
     >>> sweep_kind(sweep)
     'program'
     """
-    return kind_of(sweep.spec)
+    return sweep.kind
 
 
 def check_comparable(sweeps: list[Sweep], baseline: Sweep | None, reference: bool) -> None:

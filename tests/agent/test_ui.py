@@ -186,7 +186,12 @@ PROGRAM_SPEC: dict[str, Any] = {
 
 def _program_sweep(metric: str | None = "loss") -> Sweep:
     return _sweep().model_copy(
-        update={"spec": PROGRAM_SPEC, "metric_name": metric, "metric_goal": "minimize"}
+        update={
+            "spec": PROGRAM_SPEC,
+            "kind": "program",
+            "metric_name": metric,
+            "metric_goal": "minimize",
+        }
     )
 
 

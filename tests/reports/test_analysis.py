@@ -42,6 +42,7 @@ def _program_sweep(sweep_id: str, spec: dict[str, Any]) -> Sweep:
         method=spec["method"],
         metric_name=spec.get("metric", {}).get("name", ""),
         metric_goal=spec.get("metric", {}).get("goal", "maximize"),
+        kind="program",
         spec=spec,
         created_at=datetime(2026, 1, 1, tzinfo=timezone.utc),
     )
