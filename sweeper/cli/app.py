@@ -5,6 +5,9 @@ JSON output).
 Library code raises `SweeperError`; the app's group catches it, prints it as one paragraph
 on stderr and exits with its code (2), never with a traceback. Off a terminal (a pipe, a CI
 log) nothing is hard-wrapped, so a message stays one greppable line.
+
+Help texts are rich markup: a literal bracket is written `\\[`, or `--help` would take
+`[env: SWEEPER_HOME]` for a style tag and drop it.
 """
 
 from __future__ import annotations
@@ -81,7 +84,7 @@ def _root(
         Path | None,
         typer.Option(
             "--home",
-            help="Where sweeper keeps its store, logs and checkpoints [env: SWEEPER_HOME; default: ./.sweeper].",
+            help="Where sweeper keeps its store, logs and checkpoints \\[env: SWEEPER_HOME; default: ./.sweeper].",
         ),
     ] = None,
     store: Annotated[
@@ -89,7 +92,7 @@ def _root(
         typer.Option(
             "--store",
             help="Store URL for local sweeps: sqlite:///path or postgresql://user@host:port/db "
-            "[env: SWEEPER_STORE; default: sqlite under the home].",
+            "\\[env: SWEEPER_STORE; default: sqlite under the home].",
         ),
     ] = None,
     version: Annotated[

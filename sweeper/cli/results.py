@@ -74,11 +74,11 @@ def sync(
     ] = None,
     entity: Annotated[
         str | None,
-        typer.Option("--entity", help="W&B entity to upload to [env: WANDB_ENTITY]."),
+        typer.Option("--entity", help="W&B entity to upload to \\[env: WANDB_ENTITY]."),
     ] = None,
     project: Annotated[
         str | None,
-        typer.Option("--project", help="W&B project to upload to [env: WANDB_PROJECT]."),
+        typer.Option("--project", help="W&B project to upload to \\[env: WANDB_PROJECT]."),
     ] = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="List what would be uploaded; upload nothing.")

@@ -70,7 +70,7 @@ def create(
         str | None,
         typer.Option(
             "--entity",
-            help="W&B entity (user or team) for the sweep [env: WANDB_ENTITY; default: yours].",
+            help="W&B entity (user or team) for the sweep \\[env: WANDB_ENTITY; default: yours].",
             rich_help_panel="W&B",
         ),
     ] = None,
@@ -78,7 +78,7 @@ def create(
         str | None,
         typer.Option(
             "--project",
-            help="W&B project for the sweep [env: WANDB_PROJECT; default: the spec's or 'sweeper'].",
+            help="W&B project for the sweep \\[env: WANDB_PROJECT; default: the spec's or 'sweeper'].",
             rich_help_panel="W&B",
         ),
     ] = None,

@@ -38,6 +38,21 @@ def test_every_command_has_help_with_an_example(command: str) -> None:
     assert "Example" in stdout
 
 
+@pytest.mark.parametrize(
+    ("command", "hint"),
+    [
+        ([], "[env: SWEEPER_HOME; default: ./.sweeper]"),
+        ([], "[env: SWEEPER_STORE; default: sqlite under the home]"),
+        (["create"], "[env: WANDB_ENTITY; default: yours]"),
+        (["sync"], "[env: WANDB_PROJECT]"),
+    ],
+)
+def test_help_shows_the_environment_variables(command: list[str], hint: str) -> None:
+    code, stdout, _ = invoke(*command, "--help")
+    assert code == 0
+    assert hint in " ".join(stdout.replace("│", " ").split())
+
+
 def test_version_and_python_dash_m() -> None:
     completed = subprocess.run(
         [sys.executable, "-m", "sweeper", "--version"], capture_output=True, text=True, check=True
