@@ -1,8 +1,7 @@
 """The commands that start agents on a sweep: `agent` here, `launch` as submitit jobs (on
 SLURM or as local processes)."""
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: see sweeper/cli/__init__.py.
 import os
 from pathlib import Path
 from typing import Annotated

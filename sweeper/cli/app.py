@@ -10,8 +10,7 @@ Help texts are rich markup: a literal bracket is written `\\[`, or `--help` woul
 `[env: SWEEPER_HOME]` for a style tag and drop it.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: see sweeper/cli/__init__.py.
 import json
 import sys
 from pathlib import Path
@@ -117,7 +116,7 @@ def print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
 
 
-def sweep_json(sweep: Sweep) -> dict[str, Any]:
+def sweep_json(sweep: "Sweep") -> dict[str, Any]:
     """The keys every command's `--json` gives for a sweep."""
     return {
         "id": sweep.id,

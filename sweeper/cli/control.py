@@ -1,7 +1,6 @@
 """The commands that change a sweep's state: `pause`, `resume`, `cancel`."""
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: see sweeper/cli/__init__.py.
 from typing import Annotated
 
 import typer

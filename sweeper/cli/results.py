@@ -1,8 +1,7 @@
 """The commands that take a sweep's results out: `report` writes them as files, `sync`
 uploads the runs that local sweeps logged offline to W&B."""
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: see sweeper/cli/__init__.py.
 from pathlib import Path
 from typing import Annotated
 

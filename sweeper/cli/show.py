@@ -1,7 +1,6 @@
 """The commands that show sweeps: `ls` lists them, `status` shows one with its runs."""
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: see sweeper/cli/__init__.py.
 from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -57,7 +56,7 @@ def list_sweeps(
     out.print(table)
 
 
-def _run_json(run: Run) -> dict[str, Any]:
+def _run_json(run: "Run") -> dict[str, Any]:
     return {
         "id": run.id,
         "state": run.state.value,
@@ -72,7 +71,7 @@ def _run_json(run: Run) -> dict[str, Any]:
     }
 
 
-def _duration(run: Run) -> str:
+def _duration(run: "Run") -> str:
     if run.started_at is None:
         return ""
     end = run.ended_at or datetime.now(run.started_at.tzinfo)

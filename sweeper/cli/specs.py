@@ -1,8 +1,7 @@
 """The commands that read a sweep spec: `validate` checks specs, `create` stores one as a
 new sweep."""
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: see sweeper/cli/__init__.py.
 from pathlib import Path
 from typing import Annotated, Any
 
