@@ -31,8 +31,9 @@ if TYPE_CHECKING:
 
 def _console(stderr: bool = False) -> Console:
     """A rich console that hard-wraps only on a terminal: in a pipe, rich would break lines
-    at 80 columns ("did you \\nmean"), which defeats grep and CI logs."""
-    console = Console(stderr=stderr)
+    at 80 columns ("did you \\nmean"), which defeats grep and CI logs. No emoji codes: a
+    sweep named ":fire:" is printed as typed."""
+    console = Console(stderr=stderr, emoji=False)
     console.soft_wrap = not console.is_terminal
     return console
 

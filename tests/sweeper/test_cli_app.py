@@ -1,5 +1,5 @@
 """The app every command hangs on (sweeper/cli/app.py): root options, user errors as one
-paragraph with exit 2, no hard wrap in a pipe."""
+paragraph with exit 2, no hard wrap in a pipe, names printed as typed."""
 
 from __future__ import annotations
 
@@ -46,3 +46,9 @@ def test_home_option_moves_the_store(spec_file: Path, tmp_path: Path) -> None:
     code, _, _ = invoke("--home", str(home), "create", str(spec_file))
     assert code == 0
     assert (home / "store.db").exists()
+
+
+def test_names_are_printed_as_typed(spec_file: Path) -> None:
+    code, stdout, _ = invoke("create", str(spec_file), "--name", ":fire:[b]")
+    assert code == 0 and "(:fire:[b])" in stdout
+    assert ":fire:[b]" in invoke("ls")[1]
