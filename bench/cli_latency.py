@@ -49,6 +49,7 @@ def main() -> None:
     parser.add_argument("--spec", default="sweeps/head_bayes.yaml", help="Spec to validate.")
     args = parser.parse_args()
 
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as home:
         env = {
             **os.environ,
@@ -101,7 +102,7 @@ def main() -> None:
             f"{name:<{width}}  {wall[name]:6.3f}  {wall[name] / wall['wandb --help']:7.2f}  "
             f"{cpu[name]:5.3f}  {cpu[name] / cpu['wandb --help']:7.2f}  {goal}"
         )
-    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    load = f"{load_before:.1f} at the start, {os.getloadavg()[0]:.1f} at the end"
     print(f"(medians of {args.runs} runs each, interleaved; {os.cpu_count()} CPUs; load {load})")
 
 
