@@ -13,6 +13,9 @@ The sweeper core is every module of `sweeper` but its entry points: the command 
 (`sweeper.api`, `sweeper.sweep` / `sweeper.agent`, which drives the agent as the CLI does;
 the package's lazy `__getattr__` loads it by name), so a module or package added to
 `sweeper` is core unless it is one of those entry points.
+
+And no module of sweeper, agent, trainer or reports is over 600 lines: past that, one
+module does more than one job.
 """
 
 from __future__ import annotations
@@ -27,6 +30,10 @@ PACKAGES = ("sweeper", "agent", "trainer", "reports", "demo")
 CORE = "sweeper core"
 CLI = ("sweeper.cli", "sweeper.__main__", "sweeper.api")
 TESTS = Path(__file__).parent
+ROOT = TESTS.parent
+#: The most lines a module of the packages below may have.
+MAX_LINES = 600
+LINE_CHECKED = ("sweeper", "agent", "trainer", "reports")
 
 
 @pytest.fixture(scope="module")
@@ -166,3 +173,19 @@ def test_no_test_folder_can_stand_in_for_a_package() -> None:
     # where tests/agent would be imported as `agent`.
     folders = {path.parent for path in TESTS.rglob("*.py")}
     assert sorted(str(f) for f in folders if not (f / "__init__.py").is_file()) == []
+
+
+def module_lines() -> dict[str, int]:
+    """Lines per module of the line-checked packages, by path from the project root."""
+    return {
+        path.relative_to(ROOT).as_posix(): len(path.read_text(encoding="utf-8").splitlines())
+        for package in LINE_CHECKED
+        for path in sorted((ROOT / package).rglob("*.py"))
+    }
+
+
+def test_no_module_is_over_600_lines() -> None:
+    lines = module_lines()
+    assert len(lines) > 50, "the walk found too few modules to check anything"
+    long = {path: n for path, n in lines.items() if n > MAX_LINES}
+    assert long == {}, f"split these modules along their seams (at most {MAX_LINES} lines each)"

@@ -1,9 +1,11 @@
-"""Fixtures for the store, engine and local-backend tests: specs built directly, a real store."""
+"""Fixtures for the store, engine and local-backend tests (specs built directly, a real store)
+and for the CLI tests (spec files)."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any, Literal
 
 import pytest
@@ -11,6 +13,7 @@ import pytest
 from sweeper.backends.local import LocalBackend
 from sweeper.paths import Home
 from sweeper.spec import SweepSpec
+from tests.sweeper.cli_testkit import GRID
 
 #: The seed projects' Part B space: 2 * 3 * 2 * 2 = 24 configs.
 SEEDS_PARAMETERS: dict[str, Any] = {
@@ -112,3 +115,19 @@ def fake_accuracy(config: dict[str, Any]) -> float:
         + 0.02 * (config["batch_size"] == 64),
         4,
     )
+
+
+@pytest.fixture
+def spec_file(tmp_path: Path) -> Path:
+    """A valid 2 x 2 grid spec (`cli_testkit.GRID`) on disk."""
+    path = tmp_path / "grid.yaml"
+    path.write_text(GRID)
+    return path
+
+
+@pytest.fixture
+def bad_spec(tmp_path: Path) -> Path:
+    """The grid spec with one misspelt parameter name (`dropuot`)."""
+    path = tmp_path / "bad.yaml"
+    path.write_text(GRID.replace("dropout:", "dropuot:"))
+    return path
