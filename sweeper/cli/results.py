@@ -23,7 +23,8 @@ def report(
         str | None,
         typer.Option(
             "--baseline",
-            help="Part A: a sweep id, or a JSON file of published numbers (default: scratch runs).",
+            help="Part A of a trainer report: a sweep id, or a JSON file of published numbers "
+            "(default: scratch runs).",
         ),
     ] = None,
     output: Annotated[
@@ -40,7 +41,7 @@ def report(
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print report.json to stdout.")] = False,
 ) -> None:
-    """Write the Part A vs Part B report as Markdown, self-contained HTML and JSON.
+    """Write the sweep report (with Part A vs Part B for trainer sweeps): Markdown, HTML, JSON.
 
     Example: sweeper report abc12345 def67890 --baseline published.json -o out/
     """

@@ -100,9 +100,12 @@ def status(
         ", ".join(f"{n} {state}" for state, n in sorted(found.run_counts.items()) if n)
         or "no runs yet"
     )
+    # Grid and random search need no metric.
+    metric = [found.metric_name] if found.metric_name else []
+    aim = f"on {found.metric_name} ({found.metric_goal})" if metric else "without a metric"
     out.print(
-        f"Sweep [bold]{found.id}[/bold] ({escape(found.name)}): {found.method} on "
-        f"{found.metric_name} ({found.metric_goal}), {found.state.value}; {counts}",
+        f"Sweep [bold]{found.id}[/bold] ({escape(found.name)}): {found.method} {aim}, "
+        f"{found.state.value}; {counts}",
         highlight=False,
     )
     if not runs:
@@ -119,11 +122,12 @@ def status(
     table.add_column("state", no_wrap=True)
     if has_host:
         table.add_column("host", no_wrap=True)
-    for column in (*swept, found.metric_name):
-        table.add_column(column)
+    for column in (*swept, *metric):
+        table.add_column(column, min_width=min(len(column), 16))  # the user's names, whole
     if has_test:
         table.add_column("test acc")
-    table.add_column("epochs")
+    # A program's history rows are the steps its script logged, not epochs.
+    table.add_column("epochs" if found.kind == "trainer" else "steps")
     table.add_column("time")
     if has_reason:
         table.add_column("reason")
@@ -140,12 +144,13 @@ def status(
             f"[{styles.get(r.state.value, 'white')}]{r.state.value}[/]",
             *([escape(r.host or "")] if has_host else []),
             *(escape(str(r.config.get(p, ""))) for p in swept),
-            "" if r.metric is None else f"{r.metric:.4f}",
+            *(["" if r.metric is None else f"{r.metric:.4f}"] if metric else []),
         ]
         if has_test:
             cells.append("" if test is None else f"{test:.4f}")
         cells += [str(r.epochs), _duration(r)]
         if has_reason:
-            cells.append(escape(r.reason or ""))
+            # A failed program's reason is the tail of its output: its last line says why.
+            cells.append(escape((r.reason or "").strip().splitlines()[-1] if r.reason else ""))
         table.add_row(*cells)
     out.print(table)

@@ -40,7 +40,7 @@ def validate(
             if not as_json:
                 out.print(
                     f"[green]✓[/green] {escape(str(file))}: {spec.kind} {spec.method} sweep "
-                    f"on {spec.metric_name}",
+                    f"{f'on {spec.metric_name}' if spec.metric_name else 'without a metric'}",
                     highlight=False,
                 )
     if as_json:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tests.sweeper.cli_testkit import invoke
+from tests.sweeper.cli_testkit import GRID, invoke
 
 
 def test_ls_json_counts_runs_by_state(spec_file: Path) -> None:
@@ -39,3 +39,18 @@ def test_status_lists_runs_with_their_keys(spec_file: Path) -> None:
     assert run["state"] == "running" and run["metric"] == 0.5 and run["epochs"] == 1
     code, stdout, _ = invoke("status")
     assert code == 0 and claim.run.id in stdout
+
+
+def test_a_grid_sweep_without_a_metric_validates_and_shows_its_runs(tmp_path: Path) -> None:
+    from sweeper.locate import open_backend
+    from sweeper.paths import Home
+
+    path = tmp_path / "no-metric.yaml"
+    path.write_text(GRID.replace("metric: {name: val_accuracy, goal: maximize}\n", ""))
+    code, stdout, _ = invoke("validate", str(path))
+    assert code == 0 and "trainer grid sweep without a metric" in stdout, stdout
+    sweep_id = json.loads(invoke("create", str(path), "--json")[1])["id"]
+    claim = open_backend("local", Home()).claim_run(sweep_id, "w1")
+    assert claim.run is not None
+    code, stdout, _ = invoke("status")
+    assert code == 0 and "grid without a metric, running" in stdout and claim.run.id in stdout
