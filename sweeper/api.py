@@ -146,7 +146,7 @@ def agent(
 def _check_runnable(sweep: Sweep) -> None:
     """A sweep made by `sweep(config)` without `program` or `command` is a program sweep
     with nothing to start: it runs only as `agent(function=...)`."""
-    if sweep.kind == "program" and "program" not in sweep.spec and "command" not in sweep.spec:
+    if sweep.for_function:
         raise SweeperError(
             f"Sweep {sweep.id!r} names no program (its config was made for a function): "
             "pass function=, the function that trains one run."

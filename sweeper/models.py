@@ -69,6 +69,18 @@ class Sweep(BaseModel):
     created_at: datetime
     run_counts: dict[str, int] = Field(default_factory=dict, description="Runs by state.")
 
+    @property
+    def for_function(self) -> bool:
+        """A program sweep with nothing to start (made by `sweeper.sweep(config)` for a
+        function): only `sweeper.agent(id, function=f)` runs it.
+
+        >>> Sweep(id="s", name="s", backend="local", state="running", method="grid",
+        ...       metric_name=None, metric_goal="minimize", created_at=datetime.now(),
+        ...       kind="program", spec={"parameters": {}}).for_function
+        True
+        """
+        return self.kind == "program" and "program" not in self.spec and "command" not in self.spec
+
     def swept_parameters(self) -> list[str]:
         """Names of the parameters the sweep varies, in spec order: the columns worth showing.
 

@@ -4,7 +4,7 @@ SLURM or as local processes)."""
 # No `from __future__ import annotations` here: see sweeper/cli/__init__.py.
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
@@ -13,6 +13,9 @@ from sweeper.cli.app import err, home_of, out, print_json
 from sweeper.errors import SweeperError
 from sweeper.locate import locate
 from sweeper.paths import STORE_ENV
+
+if TYPE_CHECKING:
+    from sweeper.models import Sweep
 
 
 def agent(
@@ -73,6 +76,7 @@ def agent(
         # Workers are started with --home only: a --store URL reaches them by the environment.
         os.environ[STORE_ENV] = home.store
     _, found = locate(home, sweep)
+    _check_runnable(found)
     summary = run_agent(
         found.id,
         home=home,
@@ -144,6 +148,7 @@ def launch(
     if slurm == local:
         raise SweeperError("say where the agents run: --slurm or --local.")
     backend, found = locate(home_of(ctx), sweep)
+    _check_runnable(found)
     if backend.name != "local":
         raise SweeperError(
             f"sweep {found.id} is on W&B: start `sweeper agent` on each host instead."
@@ -174,3 +179,12 @@ def launch(
             err.print(f"Job {job_id} failed: {escape(reason)}", highlight=False)
         if failed:
             raise typer.Exit(code=1)
+
+
+def _check_runnable(sweep: "Sweep") -> None:
+    """Refuse a sweep made for a function before any process starts for it."""
+    if sweep.for_function:
+        raise SweeperError(
+            f"Sweep {sweep.id!r} names no program: it was made by sweeper.sweep(config) for a "
+            "function. Run it from Python: sweeper.agent(sweep_id, function=train)."
+        )

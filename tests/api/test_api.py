@@ -132,6 +132,11 @@ def test_a_function_sweep_cannot_run_as_a_program(api_project: ApiProject) -> No
     completed = api_project.python("-c", script)
     assert "names no program" in completed.stdout
     assert "pass function=" in completed.stdout
+    # The CLI refuses it too, before any worker starts.
+    refused = api_project.python("-m", "sweeper", "agent", "--gpus", "none", check=False)
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert "names no program" in refused.stderr and "function=train" in refused.stderr
+    assert "Traceback" not in refused.stderr
 
 
 def test_a_bad_config_is_refused_before_anything_is_stored(api_project: ApiProject) -> None:
