@@ -184,6 +184,8 @@ class Worker:
         self.stop = StopRequest()
         #: SIGTERM came: the current run stops and no other run starts in this process.
         self.terminating = False
+        #: The process is on its way out, waiting for the wandb helper (see `close`).
+        self.closing = False
         # The wandb backend logs each run to W&B itself (the sweep's run, same id); a
         # mirror would add a second copy of every run to the project.
         self.wandb = BackgroundWandbLogger(
@@ -221,7 +223,11 @@ class Worker:
         gc.freeze()  # the imports live as long as the process: keep them out of collections
 
     def close(self) -> None:
-        """Before the process exits: wait for the wandb helper to write the runs it was sent."""
+        """Before the process exits: wait for the wandb helper to write the runs it was sent.
+
+        The supervisor's SIGTERM at its shutdown may come meanwhile; the wait goes on.
+        """
+        self.closing = True
         self.wandb.close()
 
     def run(self, run_id: str) -> str:
@@ -473,6 +479,8 @@ def main(argv: list[str] | None = None) -> int:
     training = threading.Event()
 
     def on_sigterm(signum: int, frame: Any) -> None:
+        if worker.closing:  # already leaving: let the wandb helper finish first
+            return
         if not training.is_set():  # no run (a spare, or between runs): just go
             worker.close()
             _exit_now(EXIT_OK)
