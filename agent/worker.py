@@ -5,9 +5,9 @@ Protocol, one JSON object per line:
 
 - worker -> supervisor, on the `--status-fd` pipe: `{"event": "ready", "reusable": ...}`
   once torch, the trainer and the backend are imported and the wandb helper is started
-  (the worker is now a warm spare), or `{"event": "error", "message": ...}` if it cannot start (bad `--trainer`,
-  ...); after each run, once it is reported to the backend and its memory freed,
-  `{"event": "done", "run_id": ..., "state": ..., "memory": {...}}`.
+  (the worker is now a warm spare), or `{"event": "error", "message": ...}` if it cannot
+  start (bad `--trainer`, ...); after each run, once it is reported to the backend and
+  its memory freed, `{"event": "done", "run_id": ..., "state": ..., "memory": {...}}`.
 - supervisor -> worker, on stdin: `{"run_id": ...}` (a run the supervisor claimed under
   this worker's name), or end of file: exit.
 
@@ -18,9 +18,10 @@ and seeding from the config; the run gets its own log file, heartbeat, stop requ
 wandb run (written by a helper process, sweeper.wandb.runlog, so that wandb neither
 slows the training nor delays the next run). What stays warm is what the process
 imported, its CUDA context and the trainer's bounded caches. A worker of a program
-sweep (the user's script, one process per run) imports neither torch nor the trainer. A trainer function opts out of reuse with a `reusable = False`
-attribute (then every run gets a fresh process); without it, reuse is allowed, as the
-trainer contract says `train` is pure.
+sweep (the user's script, one process per run) imports neither torch nor the trainer.
+A trainer function opts out of reuse with a `reusable = False` attribute (then every
+run gets a fresh process); without it, reuse is allowed, as the trainer contract says
+`train` is pure.
 
 The worker reports each run's end to the backend itself (finish, fail, requeue); the
 supervisor only steps in when the process dies without doing so. SIGTERM stops the run
