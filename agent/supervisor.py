@@ -148,6 +148,7 @@ class Supervisor:
         self._log_file: IO[bytes] | None = None
         #: Workers killed because their run went silent, with the reason their run crashed.
         self._hung: dict[str, str] = {}
+        self._engine_import: threading.Thread | None = None
 
     # --- the loop -----------------------------------------------------------------
 
@@ -155,6 +156,15 @@ class Supervisor:
         """Train until the sweep, --count, a signal or failures say stop; return the summary."""
         began = time.monotonic()
         handled_signals = 0
+        if self.backend_name == "local":
+            # The local backend's first claim imports the sweep engine (wandb's `sweeps`,
+            # scipy, scikit-learn: 1-2 s on an idle 2-core CPU, 10 s and more on a loaded
+            # one). Imported now, it overlaps the first worker's start (torch) instead of
+            # following it.
+            self._engine_import = threading.Thread(
+                target=_import_engine, name="engine-import", daemon=True
+            )
+            self._engine_import.start()
         with (
             _open_log(self.home.agent_log_path(self.sweep_id)) as self._log_file,
             self._signals(),
@@ -242,6 +252,9 @@ class Supervisor:
         if self.count is not None and self.summary.started >= self.count:
             self._stop(f"--count {self.count} reached")
             return
+        if self._engine_import is not None:
+            self._engine_import.join()  # one import at a time: the claim would wait for it
+            self._engine_import = None
         claim = self.backend.claim_run(self.sweep_id, worker.name, lease_s=3 * self.heartbeat_s)
         if claim.run is None:
             self._no_run(state, claim)
@@ -470,6 +483,15 @@ class Supervisor:
                 self._log_file.write(f"{stamp} supervisor {message}\n".encode())
             except OSError as exc:  # a full disk must not stop the agent: the store has the runs
                 log.warning("cannot write the agent log: %s", exc)
+
+
+def _import_engine() -> None:
+    """Import what the local backend's first proposal imports (sweeper.engine.propose)."""
+    try:
+        import sweeps.bayes_search  # noqa: F401  (sweeps, scipy and scikit-learn's GP)
+        import threadpoolctl  # noqa: F401
+    except Exception as exc:  # the claim will import it again and report what is wrong
+        log.warning("could not import the sweep engine ahead of the first claim: %s", exc)
 
 
 def _processes(state: _SlotState) -> list[WorkerProcess]:

@@ -4,10 +4,10 @@ Started by the supervisor as `python -m agent.worker ...` with CUDA_VISIBLE_DEVI
 Protocol, one JSON object per line:
 
 - worker -> supervisor, on the `--status-fd` pipe: `{"event": "ready", "reusable": ...}`
-  once torch, the trainer, the backend and wandb are imported (the worker is now a warm
-  spare), or `{"event": "error", "message": ...}` if it cannot start (bad `--trainer`,
-  ...); after each run, once it is reported to the backend and its memory freed,
-  `{"event": "done", "run_id": ..., "state": ..., "memory": {...}}`.
+  once torch, the trainer and the backend are imported and the wandb helper is started
+  (the worker is now a warm spare), or `{"event": "error", "message": ...}` if it cannot
+  start (bad `--trainer`, ...); after each run, once it is reported to the backend and
+  its memory freed, `{"event": "done", "run_id": ..., "state": ..., "memory": {...}}`.
 - supervisor -> worker, on stdin: `{"run_id": ...}` (a run the supervisor claimed under
   this worker's name), or end of file: exit.
 
@@ -15,10 +15,13 @@ A worker takes run after run while its supervisor keeps handing them over; the
 supervisor decides when the process has done enough (agent.recycle) and closes its
 stdin. Per run, everything is fresh: the trainer builds its model, optimizer, schedule
 and seeding from the config; the run gets its own log file, heartbeat, stop request and
-wandb run. What stays warm is what the process imported, its CUDA context and the
-trainer's bounded caches. A trainer function opts out of reuse with a `reusable = False`
-attribute (then every run gets a fresh process); without it, reuse is allowed, as the
-trainer contract says `train` is pure.
+wandb run (written by a helper process, sweeper.wandb.runlog, so that wandb neither
+slows the training nor delays the next run). What stays warm is what the process
+imported, its CUDA context and the trainer's bounded caches. A worker of a program
+sweep (the user's script, one process per run) imports neither torch nor the trainer.
+A trainer function opts out of reuse with a `reusable = False` attribute (then every
+run gets a fresh process); without it, reuse is allowed, as the trainer contract says
+`train` is pure.
 
 The worker reports each run's end to the backend itself (finish, fail, requeue); the
 supervisor only steps in when the process dies without doing so. SIGTERM stops the run
@@ -173,7 +176,7 @@ class Worker:
         heartbeat_s: float,
         memory_probe: str = "agent.memory:measure",
     ) -> None:
-        from sweeper.wandb.runlog import WandbLogger
+        from sweeper.wandb.runlog import BackgroundWandbLogger
 
         self.home, self.backend_name = home, backend
         self.trainer_ref, self.name, self.heartbeat_s = trainer, worker, heartbeat_s
@@ -181,29 +184,51 @@ class Worker:
         self.stop = StopRequest()
         #: SIGTERM came: the current run stops and no other run starts in this process.
         self.terminating = False
+        #: The process is on its way out, waiting for the wandb helper (see `close`).
+        self.closing = False
         # The wandb backend logs each run to W&B itself (the sweep's run, same id); a
         # mirror would add a second copy of every run to the project.
-        self.wandb = WandbLogger(home.wandb_dir, mode="disabled" if backend == "wandb" else None)
+        self.wandb = BackgroundWandbLogger(
+            home.wandb_dir, mode="disabled" if backend == "wandb" else None
+        )
         self.train: TrainFn | None = None
+        #: The sweep runs the user's script: no trainer is loaded.
+        self.program = False
         self.measure: Callable[[], MemoryReading] | None = None
         self.backend: Backend | None = None
 
     @property
     def reusable(self) -> bool:
-        return self.train is not None and is_reusable(self.train)
+        return self.program or (self.train is not None and is_reusable(self.train))
 
-    def warm_up(self) -> None:
-        """Import what every run needs, so the run itself starts at model construction."""
-        # Resolving the function imports its module: trainer.loop, and torch with it.
-        self.train = load_trainer(self.trainer_ref)
+    def warm_up(self, sweep_id: str | None = None) -> None:
+        """Import what every run of `sweep_id` needs, so a run starts at model construction.
+
+        A program sweep's runs are the user's script in its own process: its worker loads
+        no trainer (and so no torch) and mirrors nothing to wandb (the script logs).
+        """
         self.measure = load_trainer(self.memory_probe, "--memory-probe")
-        import trainer.config  # noqa: F401  (a custom --trainer still gets TrainConfig loaded)
-
         self.backend = open_backend(self.backend_name, self.home)
-        self.wandb.prepare()
+        self.program = (
+            sweep_id is not None and kind_of(self.backend.get_sweep(sweep_id).spec) == "program"
+        )
+        if not self.program:
+            # Started first: the helper imports wandb on another core while we import torch.
+            self.wandb.prepare()
+            # Resolving the function imports its module: trainer.loop, and torch with it.
+            self.train = load_trainer(self.trainer_ref)
+            import trainer.config  # noqa: F401  (a custom --trainer still gets TrainConfig)
         if os.environ.get("CUDA_VISIBLE_DEVICES") and "torch" in sys.modules:
             _warm_cuda()
         gc.freeze()  # the imports live as long as the process: keep them out of collections
+
+    def close(self) -> None:
+        """Before the process exits: wait for the wandb helper to write the runs it was sent.
+
+        The supervisor's SIGTERM at its shutdown may come meanwhile; the wait goes on.
+        """
+        self.closing = True
+        self.wandb.close()
 
     def run(self, run_id: str) -> str:
         """Train `run_id` and report its end to the backend; return the state it ended in."""
@@ -226,18 +251,19 @@ class Worker:
         return state
 
     def _train(self, run_id: str) -> str:
-        from pydantic import ValidationError
-
-        from trainer.config import TrainConfig
-        from trainer.errors import Interrupted
-
-        assert self.backend is not None and self.train is not None
+        assert self.backend is not None
         backend = self.backend
         run = backend.get_run(run_id)
         sweep = backend.get_sweep(run.sweep_id)
         log.info("run %s: config %s", run_id, json.dumps(run.config, sort_keys=True, default=str))
         if sweep.kind == "program":
             return self._run_program(run, sweep)
+        from pydantic import ValidationError
+
+        from trainer.config import TrainConfig
+        from trainer.errors import Interrupted
+
+        assert self.train is not None  # loaded by warm_up for a sweep of the trainer
         overrides = {
             "checkpoint_dir": str(self.home.checkpoint_dir(run.sweep_id, run_id)),
             "cache_dir": str(self.home.cache_dir),
@@ -450,13 +476,16 @@ def main(argv: list[str] | None = None) -> int:
     training = threading.Event()
 
     def on_sigterm(signum: int, frame: Any) -> None:
-        if not training.is_set():
-            _exit_now(EXIT_OK)  # no run (a spare, or between runs): just go
+        if worker.closing:  # already leaving: let the wandb helper finish first
+            return
+        if not training.is_set():  # no run (a spare, or between runs): just go
+            worker.close()
+            _exit_now(EXIT_OK)
         worker.on_sigterm()
 
     signal.signal(signal.SIGTERM, on_sigterm)
     try:
-        worker.warm_up()
+        worker.warm_up(args.sweep)
     except Exception as exc:
         log.error("worker cannot start:\n%s", traceback.format_exc())
         _send(
@@ -464,6 +493,7 @@ def main(argv: list[str] | None = None) -> int:
             event="error",
             message=str(exc) if isinstance(exc, ValueError) else error_line(exc),
         )
+        worker.close()
         return EXIT_START_FAILED
     agent_log = os.dup(1)  # between runs, output goes back to the agent log
     _send(status, event="ready", reusable=worker.reusable)
@@ -479,11 +509,12 @@ def main(argv: list[str] | None = None) -> int:
         _point_output_at(agent_log)
         training.clear()
         _send(status, event="done", run_id=run_id, state=state, memory=memory.model_dump())
+    worker.close()
     _exit_now(EXIT_OK)
 
 
 def _exit_now(code: int) -> NoReturn:
-    """Exit without interpreter teardown: the run is reported and wandb is closed, and
+    """Exit without interpreter teardown: the run is reported and wandb's helper is done, and
     tearing down torch, CUDA and wandb's service can take seconds that the slot's next
     run would otherwise wait for."""
     logging.shutdown()

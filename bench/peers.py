@@ -25,6 +25,13 @@ ways pay per run. The table is Markdown, ready for BENCHMARKS.md.
     .venv/bin/python bench/peers.py --quick         # 6 runs per way, 1 pretraining epoch
     .venv/bin/python bench/peers.py --workdir .sweeper/demo       # reuse make demo's data and backbone
     .venv/bin/python bench/peers.py --target-per-class 150 --image-size 64   # more training per run
+    .venv/bin/python bench/peers.py --target-per-class 100 --target-copies 4 --image-size 64
+
+`--target-copies N` trains on N renders of each labelled target digit (copy 0 is the
+demo's; the others are drawn with other random distortions, seeded the way the demo draws
+its source task's copies): sklearn's digits give about 900 target images, and a data set
+where training dominates needs more. The copies of one digit can land on both sides of
+the train/val split, so val accuracy is optimistic there; the bench is for time.
 
 Everything goes under a temp folder; `--workdir` keeps the data and the backbone for the
 next run (the same layout as `make demo`'s .sweeper/demo/); the ways' homes are always
@@ -53,7 +60,7 @@ from pydantic import BaseModel, Field
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from demo.dataset import DemoDataSpec, build_demo_data
+from demo.dataset import DemoDataSpec, build_demo_data, render_digit
 from demo.pretrain import PretrainSpec, pretrain_backbone
 from sweeper.engine import config_key
 from trainer import TrainConfig, TrainResult, train
@@ -135,15 +142,49 @@ def head_space() -> dict[str, list[Any]]:
     return {n: p["values"] for n, p in spec["parameters"].items() if "values" in p}
 
 
+def copied_target(target: Path, data: DemoDataSpec, copies: int) -> Path:
+    """`target` with `copies` renders of each training digit (see the module docstring).
+
+    Built once next to `target` as `target-x{copies}`; the val (test) folder is linked.
+    """
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    out = target.with_name(f"{target.name}-x{copies}")
+    if (out / "val").exists():
+        return out
+    staging = target.with_name(f".{out.name}.tmp")
+    digits = load_digits().images
+    for original in sorted((target / "train").glob("*/*_0.png")):
+        folder = staging / "train" / original.parent.name
+        folder.mkdir(parents=True, exist_ok=True)
+        index = int(original.name.split("_")[0])
+        for copy in range(copies):
+            rng = np.random.default_rng([data.seed, 1, index, copy])
+            image = render_digit(digits[index], rng, data.image_size)
+            Image.fromarray(image).save(folder / f"{index:04d}_{copy}.png")
+    (staging / "val").symlink_to((target / "val").resolve())
+    staging.rename(out)
+    return out
+
+
 def prepare(
-    workdir: Path, data: DemoDataSpec, pretrain: PretrainSpec, runs: int, device: str = "auto"
+    workdir: Path,
+    data: DemoDataSpec,
+    pretrain: PretrainSpec,
+    runs: int,
+    device: str = "auto",
+    target_copies: int = 1,
 ) -> Setup:
     """Build the demo data and backbone under `workdir` (reused when up to date) and the setup."""
     built = build_demo_data(workdir / "data", data)
     backbone = pretrain_backbone(built.root, workdir / "backbone.pt", pretrain)
+    target = (
+        built.target if target_copies == 1 else copied_target(built.target, data, target_copies)
+    )
     # The demo's Part B settings (sweeps/demo_part_b.yaml) in place of iNaturalist's.
     fixed = {
-        "data_dir": str(built.target),
+        "data_dir": str(target),
         "val_fraction": 0.5,
         "model": pretrain.model,
         "weights": str(backbone.path),
@@ -310,6 +351,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     demo.add_argument("--image-size", type=int, default=data.image_size)
     demo.add_argument("--target-per-class", type=int, default=data.target_train_per_class)
     demo.add_argument("--max-per-class", type=int, default=None, help="Original digits per class.")
+    demo.add_argument(
+        "--target-copies", type=int, default=1, help="Renders per labelled target digit."
+    )
     demo.add_argument("--source-copies", type=int, default=data.source_copies)
     demo.add_argument("--letters", default=data.source_letters)
     demo.add_argument("--letter-images", type=int, default=data.letter_images)
@@ -344,6 +388,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             PretrainSpec(epochs=epochs, image_size=args.image_size),
             runs,
             args.device,
+            args.target_copies,
         )
         images = sum(1 for _ in Path(setup.fixed["data_dir"]).rglob("*.png"))
         print(

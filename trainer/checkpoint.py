@@ -50,16 +50,6 @@ def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
         ) from e
 
 
-def read_best(path: Path) -> dict[str, Tensor]:
-    """The state_dict of the checkpoint this run wrote, read back for the test evaluation."""
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # written by this run moments ago: anything else is a disk fault
-        raise TrainerError(f"cannot read back the checkpoint {path}: {e}") from e
-    state: dict[str, Tensor] = payload["model"]
-    return state
-
-
 def load_checkpoint(
     model: nn.Module, path: str | os.PathLike[str], expected_model: str | None = None
 ) -> None:

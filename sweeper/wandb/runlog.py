@@ -1,20 +1,33 @@
 """Mirror one run of a local sweep to wandb: offline without W&B credentials, never fatal.
 
-wandb is imported lazily (about half a second) and `prepare()` is called by the warm
-spare worker before it has a run; `wandb.init` (0.3 s offline on an idle machine, 1.5 s on
-a loaded one) runs in a thread while the trainer builds its model, so neither is on the
-path from one run to the next. Every wandb call is wrapped: a wandb failure is logged and
-the run goes on.
+Two loggers with the same calls (`prepare`, `start`, `log` per epoch, `finish`):
+
+- `WandbLogger` talks to wandb in this process. wandb is imported lazily (about half a
+  second) and `wandb.init` (0.3 s offline on an idle machine, 1.5 s on a loaded one) runs
+  in a thread while the trainer builds its model. Every wandb call is wrapped: a wandb
+  failure is logged and the run goes on.
+- `BackgroundWandbLogger`, the agent worker's: the same work in a helper process
+  (`python -m sweeper.wandb.runlog`) fed one JSON line per call. Measured on the 2-core
+  dev CPU, wandb's Python side (init, log, finish, its threads) in the worker slowed a
+  head run's training by about 0.4 s (the GIL); in its own process it runs on the other
+  core, the worker never imports wandb, and the previous run's `finish` overlaps the
+  next run. The helper works through every line it was sent before it exits, so a
+  worker that exits (or dies: end of file) still leaves complete offline runs for
+  `sweeper sync`; a run open at end of file is finished as crashed.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from sweeper.errors import SweeperError
 from sweeper.wandb.credentials import has_credentials
@@ -143,3 +156,124 @@ class WandbLogger:
             log.warning("wandb finish failed: %s: %s", type(exc).__name__, exc)
             return
         log.info("wandb finish took %.2f s", time.perf_counter() - began)
+
+    def teardown(self) -> None:
+        """Wait for wandb-core to write the last run's file, then stop wandb's service."""
+        if self._wandb is None:
+            return
+        try:
+            self._wandb.teardown()
+        except Exception as exc:
+            log.warning("wandb teardown failed: %s: %s", type(exc).__name__, exc)
+
+
+class BackgroundWandbLogger:
+    """`WandbLogger`'s calls, carried out in order by a helper process (see the module
+    docstring). `close` waits for it to write what it was sent.
+
+    `mode` overrides $WANDB_MODE; unset, the helper resolves it (`wandb_mode()`). With
+    "disabled" no helper is started.
+    """
+
+    def __init__(self, wandb_dir: Path, mode: str | None = None) -> None:
+        self.wandb_dir = wandb_dir
+        self.mode = mode or os.environ.get("WANDB_MODE") or None
+        self._helper: subprocess.Popen[bytes] | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return self.mode != "disabled"
+
+    def prepare(self) -> None:
+        """Start the helper, which imports wandb and starts its service while we go on."""
+        if not self.enabled or self._helper is not None:
+            return
+        command = [sys.executable, "-m", "sweeper.wandb.runlog", str(self.wandb_dir)]
+        try:
+            self._helper = subprocess.Popen(
+                [*command, *([self.mode] if self.mode else [])], stdin=subprocess.PIPE
+            )
+        except OSError as exc:
+            self._give_up(exc)
+
+    def start(self, sweep_id: str, run_id: str, config: dict[str, Any]) -> None:
+        """Open the wandb run (group = sweep id, name = run id, job_type 'sweep')."""
+        self._send(op="start", sweep_id=sweep_id, run_id=run_id, config=config)
+
+    def log(self, metrics: dict[str, Any]) -> None:
+        """Log one epoch's metrics, stepped by epoch."""
+        self._send(op="log", metrics=metrics)
+
+    def finish(self, summary: dict[str, Any] | None, state: str) -> None:
+        """Write the final summary and close the run, without waiting for wandb."""
+        self._send(op="finish", summary=summary, state=state)
+
+    def close(self, timeout: float = 60.0) -> None:
+        """End the helper's input and wait (at most `timeout` s) until it has written it all."""
+        helper, self._helper = self._helper, None
+        if helper is None:
+            return
+        try:
+            if helper.stdin is not None:
+                helper.stdin.close()
+            helper.wait(timeout)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            # It goes on by itself: its input has ended, so it exits once done.
+            log.warning("wandb helper still writing after %g s: %s", timeout, exc)
+
+    def _send(self, **message: Any) -> None:
+        if self._helper is None:
+            self.prepare()
+        helper = self._helper
+        if helper is None or helper.stdin is None:
+            return
+        try:
+            helper.stdin.write((json.dumps(message, default=str) + "\n").encode())
+            helper.stdin.flush()
+        except (OSError, ValueError) as exc:  # the helper died: runs go on, unmirrored
+            self._helper = None
+            self._give_up(exc)
+
+    def _give_up(self, exc: BaseException) -> None:
+        self.mode = "disabled"
+        log.warning(
+            "wandb helper unavailable, runs are not mirrored: %s: %s", type(exc).__name__, exc
+        )
+
+
+def serve(lines: IO[str], logger: WandbLogger) -> None:
+    """The helper's loop: carry out each JSON line with `logger` until end of file."""
+    logger.prepare()
+    open_run = False
+    for line in lines:
+        message = json.loads(line)
+        op = message.pop("op")
+        if op == "start":
+            logger.start(**message)
+            open_run = True
+        elif op == "log":
+            logger.log(message["metrics"])
+        elif op == "finish":
+            logger.finish(message["summary"], message["state"])
+            open_run = False
+    if open_run:  # the worker died in the middle of a run
+        logger.finish(None, "crashed")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m sweeper.wandb.runlog WANDB_DIR [MODE]`: the helper process."""
+    # Ctrl-C and SIGTERM are for the worker; the helper ends when its input does.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s wandb-helper %(levelname)s %(message)s"
+    )
+    args = sys.argv[1:] if argv is None else argv
+    logger = WandbLogger(Path(args[0]), mode=args[1] if len(args) > 1 else None)
+    serve(sys.stdin, logger)
+    logger.teardown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -331,6 +331,31 @@ def test_sigterm_requeues_the_running_run(
     assert "slot 0 run" in agent.output and "requeued (agent stopped (SIGTERM))" in agent.output
 
 
+@pytest.mark.slow
+def test_sigterm_leaves_complete_offline_wandb_runs_for_sync(
+    agent_env: Path, monkeypatch: pytest.MonkeyPatch, agent_process: Any
+) -> None:
+    from sweeper.wandb import runfile
+    from sweeper.wandb.sync import offline_runs
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("FAKE_EPOCH_S", "1.0")
+    sweep_id = make_sweep({"lr": LR}, epochs=3)
+    agent = agent_process(sweep_id)
+    wait_for(lambda: len(started_marks(agent_env)) == 1, "the run to start")
+    agent.proc.send_signal(signal.SIGTERM)
+    code, summary = agent.finish()
+    assert (code, summary.requeued) == (0, 1)
+    # The wandb helper wrote every run, the interrupted one too, to its end before the
+    # worker exited.
+    runs = offline_runs(Home())
+    assert len(runs) == summary.started
+    for run in runs:
+        assert run.group == sweep_id and not run.marker.exists()
+        kinds = [r.WhichOneof("record_type") for r in runfile.records(run.wandb_file)]
+        assert "exit" in kinds and "summary" in kinds
+
+
 def test_second_ctrl_c_kills_workers_and_the_agent_requeues_their_runs(
     agent_env: Path, monkeypatch: pytest.MonkeyPatch, agent_process: Any
 ) -> None:

@@ -4,6 +4,7 @@ in this process against a real local store (the process protocol is in test_proc
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -132,3 +133,36 @@ def test_a_run_taken_away_is_dropped_without_touching_the_store() -> None:
     assert _worker().run(run_id) == "lost"
     run = backend.get_run(run_id)
     assert (run.state, run.reason, run.history) == (RunState.pending, "taken back", [])
+
+
+def test_a_program_sweeps_worker_imports_neither_torch_nor_the_trainer() -> None:
+    import subprocess
+    import sys
+
+    from tests.specs import parsed_spec
+
+    Path("train.py").touch()  # the spec is checked against the working directory
+    spec = parsed_spec(
+        {
+            "program": "train.py",
+            "method": "grid",
+            "metric": {"name": "loss", "goal": "minimize"},
+            "parameters": {"lr": {"values": [0.1]}},
+        }
+    )
+    sweep_id = LocalBackend(Home()).create_sweep(spec).id
+    probe = (
+        "import sys\n"
+        "from agent.worker import Worker\n"
+        "from sweeper.paths import Home\n"
+        "worker = Worker(Home(), 'local', 'trainer:train', 'w1', heartbeat_s=5.0)\n"
+        f"worker.warm_up({sweep_id!r})\n"
+        "worker.close()\n"
+        "print(worker.reusable, sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('torch', 'trainer', 'wandb')))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("\n")[-2] == "True []"

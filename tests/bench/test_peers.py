@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from bench.peers import Trial, WayResult, head_space, table
+from bench.peers import Trial, WayResult, copied_target, head_space, table
+from demo.dataset import DemoDataSpec
 from sweeper.engine import config_key
 
 REPO = Path(__file__).resolve().parents[2]
@@ -39,6 +40,24 @@ def test_table_has_a_row_per_way_with_its_best_run_and_overhead() -> None:
     assert lines[0].startswith("| way | runs | wall | distinct configs")
     assert lines[2] == "| seed loop | 2 | 30.0 s | 1 | 0.60 / 0.50 | 10.00 s | 3.00x |"
     assert lines[3] == "| sweeper | 2 | 10.0 s | 2 | 0.80 / 0.70 | 2.00 s | 1.00x |"
+
+
+def test_target_copies_are_new_renders_of_the_same_training_digits(tmp_path: Path) -> None:
+    from PIL import Image
+
+    target = tmp_path / "target"
+    for split, name in (("train", "0005_0.png"), ("train", "0015_0.png"), ("val", "0025_0.png")):
+        (target / split / "five").mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (16, 16)).save(target / split / "five" / name)
+
+    out = copied_target(target, DemoDataSpec(image_size=16), 3)
+
+    names = sorted(p.name for p in (out / "train" / "five").iterdir())
+    assert names == [f"{i:04d}_{c}.png" for i in (5, 15) for c in range(3)]
+    renders = {Image.open(out / "train" / "five" / n).tobytes() for n in names}
+    assert len(renders) == 6  # every copy is drawn with its own distortion
+    assert [p.name for p in (out / "val" / "five").iterdir()] == ["0025_0.png"]
+    assert copied_target(target, DemoDataSpec(image_size=16), 3) == out  # built once
 
 
 @pytest.mark.slow

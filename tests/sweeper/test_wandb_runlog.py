@@ -99,3 +99,61 @@ def test_wandb_failure_is_logged_not_raised(
         "wandb.init failed, run run00001 is not mirrored: RuntimeError: wandb-core did not start"
         in caplog.text
     )
+
+
+def _record_kinds(wandb_file: Path) -> list[str]:
+    from sweeper.wandb import runfile
+
+    return [r.WhichOneof("record_type") for r in runfile.records(wandb_file)]
+
+
+def test_background_logger_leaves_complete_offline_runs_for_sync(tmp_path: Path) -> None:
+    from sweeper.paths import Home
+    from sweeper.wandb.runlog import BackgroundWandbLogger
+    from sweeper.wandb.sync import offline_runs
+
+    home = Home(tmp_path / "home")
+    logger = BackgroundWandbLogger(home.wandb_dir)
+    logger.prepare()
+    for run_id in ("run00001", "run00002"):
+        logger.start("sweep1", run_id, {"lr": 1e-3})
+        for epoch in (1, 2):
+            logger.log({"epoch": epoch, "val_accuracy": 0.5 + epoch / 10})
+        logger.finish({"best_val_accuracy": 0.7}, "finished")
+    # The worker's last act: once close returns, every run's file is whole, unwaited.
+    logger.close()
+    runs = offline_runs(home)
+    assert [r.group for r in runs] == ["sweep1", "sweep1"]
+    for run in runs:
+        kinds = _record_kinds(run.wandb_file)
+        assert kinds.count("history") == 2 and "summary" in kinds and "exit" in kinds
+        assert not run.marker.exists()  # not uploaded yet: `sweeper sync` picks it up
+
+
+def test_background_logger_finishes_a_run_left_open_by_a_dead_worker(tmp_path: Path) -> None:
+    from sweeper.paths import Home
+    from sweeper.wandb.runlog import BackgroundWandbLogger
+    from sweeper.wandb.sync import offline_runs
+
+    home = Home(tmp_path / "home")
+    logger = BackgroundWandbLogger(home.wandb_dir)
+    logger.start("sweep1", "run00001", {"lr": 1e-3})
+    logger.log({"epoch": 1, "val_accuracy": 0.5})
+    logger.close()  # end of file with the run open, as when kill -9 ends the worker
+    (run,) = offline_runs(home)
+    kinds = _record_kinds(run.wandb_file)
+    assert kinds.count("history") == 1 and "exit" in kinds
+
+
+def test_background_logger_disabled_starts_no_helper(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sweeper.wandb.runlog import BackgroundWandbLogger
+
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    logger = BackgroundWandbLogger(tmp_path / "wandb")
+    logger.start("sweep1", "run00001", {})
+    logger.finish({}, "finished")
+    logger.close()
+    assert not logger.enabled
+    assert not (tmp_path / "wandb").exists()

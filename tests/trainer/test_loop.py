@@ -208,6 +208,32 @@ def test_checkpoint_is_the_best_epoch_and_loads_as_weights(
     assert other.class_names == ["x", "y"] and len(other.confusion_matrix) == 2
 
 
+def test_the_best_epoch_is_written_once_when_the_run_ends(
+    make_config: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import trainer.loop
+
+    written: list[int] = []
+    save = trainer.loop.save_checkpoint
+
+    def counted(path: Path, payload: dict[str, Any]) -> None:
+        written.append(payload["epoch"])
+        save(path, payload)
+
+    monkeypatch.setattr(trainer.loop, "save_checkpoint", counted)
+    result = train(make_config(epochs=3, patience=0, checkpoint_dir=str(tmp_path / "run")))
+    assert written == [result.best_epoch]
+    stop = threading.Event()
+    with pytest.raises(Interrupted):
+        train(
+            make_config(epochs=3, patience=0, checkpoint_dir=str(tmp_path / "cut")),
+            on_epoch=lambda metrics: stop.set() or False,
+            stop_event=stop,
+        )
+    # A run cut short is trained again from its start: it leaves no checkpoint.
+    assert written == [result.best_epoch] and not (tmp_path / "cut").exists()
+
+
 def test_frozen_batchnorm_statistics_do_not_move(
     make_config: Any, tmp_path: Path, start_weights: str
 ) -> None:
