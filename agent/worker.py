@@ -209,9 +209,7 @@ class Worker:
         """
         self.measure = load_trainer(self.memory_probe, "--memory-probe")
         self.backend = open_backend(self.backend_name, self.home)
-        self.program = (
-            sweep_id is not None and kind_of(self.backend.get_sweep(sweep_id).spec) == "program"
-        )
+        self.program = sweep_id is not None and self.backend.get_sweep(sweep_id).kind == "program"
         if not self.program:
             # Started first: the helper imports wandb on another core while we import torch.
             self.wandb.prepare()
