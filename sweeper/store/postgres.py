@@ -223,8 +223,11 @@ class PostgresStore(Store):
 
     def _begin(self, conn: _Connection, immediate: bool) -> None:
         if immediate:
-            conn.execute("BEGIN")
-            conn.execute("SELECT pg_advisory_xact_lock(?)", (_WRITE_LOCK_KEY,))
+            # One round trip for both (a constant, so no parameter; never prepared, as a
+            # prepared statement holds one command).
+            conn.raw.execute(
+                f"BEGIN; SELECT pg_advisory_xact_lock({_WRITE_LOCK_KEY})", prepare=False
+            )
         else:
             conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
 
