@@ -220,10 +220,12 @@ class LocalBackend(Backend):
         if sweep["state"] != SweepState.running.value:
             finished = sweep["state"] == SweepState.finished.value and sweep["done_reason"]
             return Claim(run=None, done=True, reason=finished or f"sweep {sweep['state']}")
-        pending = _RUNS.claim_pending(conn, sweep_id, worker, lease_s, now, host=self.host)
-        if pending is not None:
-            # A pending run has no epochs: re-queueing a run deletes them.
-            return Claim(run=_to_run(_RUNS.row(conn, pending), []))
+        # `stale`: the reap above may have queued a run again.
+        if sweep["queued"] or sweep["stale"]:
+            pending = _RUNS.claim_pending(conn, sweep_id, worker, lease_s, now, host=self.host)
+            if pending is not None:
+                # A pending run has no epochs: re-queueing a run deletes them.
+                return Claim(run=_to_run(_RUNS.row(conn, pending), []))
         done_reason = sweep["done_reason"] or self._cap_reason(sweep)
         if done_reason is not None:
             return self._done(conn, sweep_id, done_reason, now)
@@ -490,16 +492,19 @@ class LocalBackend(Backend):
     def _sweep_row(conn: Connection, sweep_id: str, now: float | None = None) -> Row:
         """The sweep's row. For a claim at `now`, in the same round trip: `started`, its
         runs that count towards its run_cap (first tries: a crash retry re-runs a config
-        already counted) where it has one, and `stale`, whether a run is due to be reaped."""
+        already counted) where it has one, `queued`, whether it has a pending run, and
+        `stale`, whether a run is due to be reaped."""
         extra = ""
         params: tuple[Any, ...] = (sweep_id,)
         if now is not None:
             stale, stale_params = _RUNS.stale(now)
             extra = (
                 ", CASE WHEN run_cap IS NULL THEN NULL ELSE (SELECT COUNT(*) FROM runs"
-                f" WHERE runs.sweep_id = sweeps.id AND retry_of IS NULL) END AS started, {stale} AS stale"
+                " WHERE runs.sweep_id = sweeps.id AND retry_of IS NULL) END AS started,"
+                " EXISTS (SELECT 1 FROM runs WHERE runs.sweep_id = sweeps.id AND state = ?)"
+                f" AS queued, {stale} AS stale"
             )
-            params = (*stale_params, sweep_id)
+            params = (RunState.pending.value, *stale_params, sweep_id)
         row = conn.execute(f"SELECT *{extra} FROM sweeps WHERE id = ?", params).fetchone()
         if row is None:
             raise NotFoundError(f"no sweep with id {sweep_id!r} in the local store")
