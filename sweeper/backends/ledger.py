@@ -101,24 +101,28 @@ class RunLedger:
 
     # -- reading -------------------------------------------------------------------
 
-    def row(self, conn: Connection, run_id: str) -> Row:
+    def row(self, conn: Connection, run_id: str, also: str = "") -> Row:
         """The run's row.
 
+        Args:
+            also: more columns for the same query (", expression AS name, ..."), such as
+                its sweep's, read in the same round trip. Written into the SQL: a constant.
         Raises:
             NotFoundError: the table has no such run.
         """
-        row = conn.execute(f"SELECT * FROM {self.table} WHERE id = ?", (run_id,)).fetchone()
+        row = conn.execute(f"SELECT *{also} FROM {self.table} WHERE id = ?", (run_id,)).fetchone()
         if row is None:
             raise NotFoundError(f"no run with id {run_id!r} {self.place}")
         return row
 
-    def owned(self, conn: Connection, run_id: str, worker: str) -> Row | None:
-        """The run's row if it is running for `worker`, else None (it was reaped or re-queued).
+    def owned(self, conn: Connection, run_id: str, worker: str, also: str = "") -> Row | None:
+        """The run's row (with the columns `also` adds, as in `row`) if it is running for
+        `worker`, else None (it was reaped or re-queued).
 
         Raises:
             NotFoundError: the table has no such run.
         """
-        row = self.row(conn, run_id)
+        row = self.row(conn, run_id, also)
         if row["state"] != RunState.running.value or row["worker"] != worker:
             return None
         return row

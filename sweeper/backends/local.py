@@ -49,6 +49,12 @@ _SWEEP_CONTROL = {SweepState.paused: Control.pause, SweepState.canceled: Control
 PROPOSE_TRIES = 5
 
 
+#: The sweep columns `finish_run` reads with the run's row, in one round trip.
+_SWEEP_OF_RUN = "".join(
+    f", (SELECT {column} FROM sweeps WHERE sweeps.id = runs.sweep_id) AS sweep_{column}"
+    for column in ("metric_name", "metric_goal", "done_reason")
+)
+
 #: The bookkeeping of the `runs` table; a crash retry keeps the engine's view of its config.
 _RUNS = RunLedger(
     "runs", "in the local store", new_id, carried=("engine_config", "config_key", "search_info")
@@ -392,13 +398,12 @@ class LocalBackend(Backend):
         state = RunLedger.finish_state(state)
         now = self.clock()
         with self.store.transaction(immediate=True) as conn:
-            row = _RUNS.owned(conn, run_id, worker)
+            row = _RUNS.owned(conn, run_id, worker, also=_SWEEP_OF_RUN)
             if row is None:
                 return False
-            sweep = self._sweep_row(conn, row["sweep_id"])
-            metric = (sweep["metric_name"], sweep["metric_goal"])
+            metric = (row["sweep_metric_name"], row["sweep_metric_goal"])
             _RUNS.finish(conn, row, summary, state, reason, metric, now)
-            if sweep["done_reason"] is not None:
+            if row["sweep_done_reason"] is not None:
                 self._finish_if_drained(conn, row["sweep_id"], now)
             return True
 

@@ -71,7 +71,9 @@ def test_two_homes_share_one_sweep_each_keeping_its_own_files(
 ) -> None:
     sweep_id = make_sweep({"lr": LR, "dropout": DROPOUT}, epochs=2)
     homes = [tmp_path / "host-a", tmp_path / "host-b"]
-    agents.extend(start_agent(sweep_id, home, heartbeat_s=1.0) for home in homes)
+    # A 15 s lease: on a loaded machine a 3 s one ran out between heartbeats, and a
+    # reaped run trains twice, which is what this test checks never happens otherwise.
+    agents.extend(start_agent(sweep_id, home, heartbeat_s=5.0) for home in homes)
     summaries = [summary(agent) for agent in agents]
     runs = runs_of(sweep_id)
     assert_drained(runs, [(lr, d) for lr in LR for d in DROPOUT], "lr", "dropout")
