@@ -158,17 +158,17 @@ def next_run_ms(method: Method, n: int, repeats: int, threads: int | None) -> fl
 
     `threads` limits the BLAS/OpenMP pools as `engine.propose` does (1); None keeps the defaults.
     """
+    import sweeps
+
     spec = make_spec(method)
     runs = [engine.to_sweep_run(r, spec) for r in finished_runs(n)]
     config = {**spec.raw}
-    engine.sweeps.next_run(
-        config, runs[:10], validate=False
-    )  # load scipy's BLAS before limiting it
+    sweeps.next_run(config, runs[:10], validate=False)  # load scipy's BLAS before limiting it
     times = []
     for _ in range(repeats):
         with threadpool_limits(limits=threads):
             start = time.perf_counter()
-            engine.sweeps.next_run(config, runs, validate=False)
+            sweeps.next_run(config, runs, validate=False)
             times.append(time.perf_counter() - start)
     return statistics.median(times) * 1000
 

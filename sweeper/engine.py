@@ -16,9 +16,11 @@ with this module: `sweeper ls` and `status` open the backends but never propose.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import math
+import os
 import random
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -32,6 +34,7 @@ from sweeper.run_config import flatten_config
 
 if TYPE_CHECKING:
     from sweeps import SweepRun
+    from threadpoolctl import ThreadpoolController
 
     from sweeper.spec import SweepSpec
 
@@ -39,6 +42,10 @@ _T = TypeVar("_T")
 
 #: Engine proposals tried before a used config is replaced by an unused one.
 ENGINE_TRIES = 3
+#: Configs random search on a continuous space draws per engine call (see `propose`).
+DRAWN_AHEAD = 16
+#: Per (process, sweep config): random configs drawn ahead and not handed out yet.
+_drawn: dict[tuple[int, str], list[Proposal]] = {}
 
 #: Our run states as the engine knows them: a stopped run ended normally for its purposes.
 _ENGINE_STATE = {
@@ -245,15 +252,18 @@ def propose(spec: SweepSpec, runs: Sequence[EngineRun]) -> Proposal | Exhausted:
     never proposed: the engine is asked again up to `ENGINE_TRIES` times, then an unused
     config of the space is picked at random, and `search_info` says so.
 
+    Random search on a continuous space reads no runs, so its configs are independent
+    draws: this process draws `DRAWN_AHEAD` of them in one engine call (which checks the
+    space against W&B's schema each time, most of a call's cost) and hands them out one
+    by one. A forked child draws its own.
+
     Raises:
         SpecError: the engine cannot run this spec.
     """
-    import sweeps
-    from sklearn.exceptions import ConvergenceWarning
-    from threadpoolctl import threadpool_limits
-
     parameters: Mapping[str, Any] = spec.raw.get("parameters") or {}
     space = discrete_space(parameters)
+    if space is None and spec.method == "random":
+        return _drawn_ahead(spec)
     # A crashed run's config lives on in its re-queued retry, which is itself a run.
     used = {r.config_key for r in runs if r.state != RunState.crashed}
     keyed = {config_key(flatten_config(c)): c for c in space or []}
@@ -263,18 +273,9 @@ def propose(spec: SweepSpec, runs: Sequence[EngineRun]) -> Proposal | Exhausted:
 
     # Random search ignores the history; building SweepRuns for it would cost O(runs) per claim.
     engine_runs = [to_sweep_run(r, spec) for r in runs] if spec.method != "random" else []
-    sweep_config = _engine_config(spec)
     skipped = 0
     for _ in range(ENGINE_TRIES):
-        # Bayes fits a GP to a few hundred points: extra BLAS/OpenMP threads only fight the
-        # training processes for cores (4x slower measured on a busy host).
-        with threadpool_limits(limits=1), warnings.catch_warnings():
-            # The GP's fit warns when a length scale hits its bound: normal on small or
-            # flat histories, and nothing a user can act on.
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            suggestion = _call(
-                spec, lambda: sweeps.next_run(sweep_config, engine_runs, validate=False)
-            )
+        (suggestion,) = _next_runs(spec, engine_runs, 1)
         if suggestion is None:
             return _exhausted(spec, len({r.config_key for r in runs}))
         proposal = _proposal(suggestion.config, suggestion.search_info)
@@ -295,6 +296,44 @@ def propose(spec: SweepSpec, runs: Sequence[EngineRun]) -> Proposal | Exhausted:
             ),
         },
     )
+
+
+def _drawn_ahead(spec: SweepSpec) -> Proposal:
+    """The next of this process's random configs drawn ahead for `spec` (see `propose`)."""
+    key = (os.getpid(), json.dumps(_engine_config(spec), sort_keys=True, default=str))
+    drawn = _drawn.setdefault(key, [])
+    if not drawn:
+        drawn.extend(
+            _proposal(run.config, run.search_info)
+            for run in _next_runs(spec, [], DRAWN_AHEAD)
+            if run is not None
+        )
+    return drawn.pop(0)
+
+
+def _next_runs(spec: SweepSpec, runs: list[SweepRun], n: int) -> Sequence[SweepRun | None]:
+    """`sweeps.next_runs` on one BLAS/OpenMP thread."""
+    import sweeps
+    from sklearn.exceptions import ConvergenceWarning
+
+    # Bayes fits a GP to a few hundred points: extra BLAS/OpenMP threads only fight the
+    # training processes for cores (4x slower measured on a busy host).
+    with _threadpools().limit(limits=1), warnings.catch_warnings():
+        # The GP's fit warns when a length scale hits its bound: normal on small or
+        # flat histories, and nothing a user can act on.
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return _call(spec, lambda: sweeps.next_runs(_engine_config(spec), runs, False, n))
+
+
+@functools.cache
+def _threadpools() -> ThreadpoolController:
+    """The thread pools of the libraries the engine loaded (scipy's BLAS, OpenMP), found
+    once: `threadpool_limits` would scan the process's mapped libraries on every call."""
+    import sweeps  # noqa: F401  (loads scipy and scikit-learn, whose pools are limited)
+    from sklearn.exceptions import ConvergenceWarning  # noqa: F401
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController()
 
 
 def _proposal(engine_config: dict[str, Any], search_info: dict[str, Any] | None) -> Proposal:

@@ -101,24 +101,28 @@ class RunLedger:
 
     # -- reading -------------------------------------------------------------------
 
-    def row(self, conn: Connection, run_id: str) -> Row:
+    def row(self, conn: Connection, run_id: str, also: str = "") -> Row:
         """The run's row.
 
+        Args:
+            also: more columns for the same query (", expression AS name, ..."), such as
+                its sweep's, read in the same round trip. Written into the SQL: a constant.
         Raises:
             NotFoundError: the table has no such run.
         """
-        row = conn.execute(f"SELECT * FROM {self.table} WHERE id = ?", (run_id,)).fetchone()
+        row = conn.execute(f"SELECT *{also} FROM {self.table} WHERE id = ?", (run_id,)).fetchone()
         if row is None:
             raise NotFoundError(f"no run with id {run_id!r} {self.place}")
         return row
 
-    def owned(self, conn: Connection, run_id: str, worker: str) -> Row | None:
-        """The run's row if it is running for `worker`, else None (it was reaped or re-queued).
+    def owned(self, conn: Connection, run_id: str, worker: str, also: str = "") -> Row | None:
+        """The run's row (with the columns `also` adds, as in `row`) if it is running for
+        `worker`, else None (it was reaped or re-queued).
 
         Raises:
             NotFoundError: the table has no such run.
         """
-        row = self.row(conn, run_id)
+        row = self.row(conn, run_id, also)
         if row["state"] != RunState.running.value or row["worker"] != worker:
             return None
         return row
@@ -190,18 +194,15 @@ class RunLedger:
             # COALESCE rather than `IS ?`, which PostgreSQL does not take with a parameter.
             order = f"(COALESCE({column}, '') = COALESCE(?, '')) DESC, rowid"
             params = (*params, value)
-        pending = conn.execute(
-            f"SELECT id FROM {self.table} WHERE sweep_id = ? AND state = ? ORDER BY {order} LIMIT 1",
-            params,
-        ).fetchone()
-        if pending is None:
-            return None
-        conn.execute(
+        # One statement: the oldest pending run is picked and marked in one round trip.
+        claimed = conn.execute(
             f"UPDATE {self.table} SET state = ?, worker = ?, host = ?, lease_s = ?,"
-            " started_at = ?, heartbeat_at = ?, reason = NULL WHERE id = ?",
-            (RunState.running.value, worker, host, lease_s, now, now, pending["id"]),
-        )
-        return str(pending["id"])
+            " started_at = ?, heartbeat_at = ?, reason = NULL"
+            f" WHERE id = (SELECT id FROM {self.table} WHERE sweep_id = ? AND state = ?"
+            f" ORDER BY {order} LIMIT 1) RETURNING id",
+            (RunState.running.value, worker, host, lease_s, now, now, *params),
+        ).fetchall()  # all: SQLite cannot commit while a RETURNING statement is unfinished
+        return str(claimed[0]["id"]) if claimed else None
 
     def beat(self, conn: Connection, run_id: str, worker: str, now: float) -> Row | None:
         """Refresh the heartbeat of a run running for `worker`.
@@ -337,6 +338,18 @@ class RunLedger:
             (RunState.pending.value, reason, row["id"]),
         )
         return Ended(row, RunState.pending, reason)
+
+    def stale(self, now: float) -> tuple[str, tuple[str, float]]:
+        """An SQL expression and its parameters: whether `reap` would find a run to crash
+        now, for a caller to ask along with another query and reap only then.
+
+        >>> RunLedger("runs", "here", new_id).stale(10.0)[1]
+        ('running', 10.0)
+        """
+        return (
+            f"EXISTS (SELECT 1 FROM {self.table} WHERE state = ? AND heartbeat_at + lease_s < ?)",
+            (RunState.running.value, now),
+        )
 
     def reap(self, conn: Connection, now: float) -> list[Ended]:
         """`crash` every running run (of any sweep) whose heartbeat is older than its lease.

@@ -10,6 +10,12 @@ Bayes and random search propose outside the write lock (bayes takes 0.1-0.3 s, a
 claimers would queue behind each other's proposals), so inserting the config is
 compare-and-set too: the sweep must still be running, uncapped and without pending runs,
 and on a discrete space the config still unused; otherwise the claim proposes again.
+A spec whose proposals read no runs (random search on a continuous space) is proposed
+before the claim's one write transaction, which checks the same and hands it out.
+
+A sweep with nothing more to propose (exhausted or capped) is done for its claimers only
+once no run of it is pending or running: until then a running run's agent may die, and
+its run, re-queued when the lease runs out, needs an agent still asking.
 """
 
 from __future__ import annotations
@@ -43,6 +49,12 @@ _SWEEP_CONTROL = {SweepState.paused: Control.pause, SweepState.canceled: Control
 PROPOSE_TRIES = 5
 
 
+#: The sweep columns `finish_run` reads with the run's row, in one round trip.
+_SWEEP_OF_RUN = "".join(
+    f", (SELECT {column} FROM sweeps WHERE sweeps.id = runs.sweep_id) AS sweep_{column}"
+    for column in ("spec", "done_reason")
+)
+
 #: The bookkeeping of the `runs` table; a crash retry keeps the engine's view of its config.
 _RUNS = RunLedger(
     "runs", "in the local store", new_id, carried=("engine_config", "config_key", "search_info")
@@ -75,6 +87,8 @@ class LocalBackend(Backend):
         self.store = open_store(self.home.store_url)
         self.clock = clock
         self.host = host or socket.gethostname()
+        # A sweep's spec never changes once created; claims parse it once per process.
+        self._specs: dict[str, SweepSpec] = {}
 
     # -- sweeps --------------------------------------------------------------------
 
@@ -151,16 +165,24 @@ class LocalBackend(Backend):
     def claim_run(self, sweep_id: str, worker: str, lease_s: float = 60.0) -> Claim:
         """Reap stale runs, then hand out the oldest pending run or a new engine config.
 
-        Bayes and random search propose between two write transactions, on runs read in
-        a read one; the second hands the proposal out only if nothing made it wrong
-        meanwhile (see the module docstring), else the claim proposes again, at most
+        A spec whose proposals read no runs is proposed first and handed out by one write
+        transaction (once this process knows the spec). Bayes and random search on a
+        discrete space propose between two write transactions, on runs read in a read
+        one; the second hands the proposal out only if nothing made it wrong meanwhile
+        (see the module docstring), else the claim proposes again, at most
         `PROPOSE_TRIES` times before it proposes inside the lock.
         """
+        known = self._specs.get(sweep_id)
+        blind = known is not None and not engine.needs_runs(known)
+        # A blind proposal lost to a pending run is simply dropped: it is an independent draw.
+        early = engine.propose(known, []) if known is not None and blind else None
         with self.store.transaction(immediate=True) as conn:
             now = self.clock()
             queued = self._claim_without_engine(conn, sweep_id, worker, lease_s, now)
             if isinstance(queued, Claim):
                 return queued
+            if early is not None:
+                return self._hand_out(conn, sweep_id, worker, lease_s, early, now)
             if queued.method == "grid":
                 # Grid search proposes the first unused config in a fixed order: concurrent
                 # claimers would all propose the same one and all but one lose. It is cheap.
@@ -197,17 +219,23 @@ class LocalBackend(Backend):
         Returns:
             The Claim, or the sweep's spec when the engine must propose a new config.
         """
-        _RUNS.reap(conn, now)
-        sweep = self._sweep_row(conn, sweep_id)
+        sweep = self._sweep_row(conn, sweep_id, now)
+        if sweep["stale"]:
+            # Crash retries do not count towards run_cap: the row read stays right.
+            _RUNS.reap(conn, now)
         if sweep["state"] != SweepState.running.value:
-            return Claim(run=None, done=True, reason=f"sweep {sweep['state']}")
-        pending = _RUNS.claim_pending(conn, sweep_id, worker, lease_s, now, host=self.host)
-        if pending is not None:
-            return Claim(run=self._run(conn, pending))
-        done_reason = sweep["done_reason"] or self._cap_reason(conn, sweep)
+            finished = sweep["state"] == SweepState.finished.value and sweep["done_reason"]
+            return Claim(run=None, done=True, reason=finished or f"sweep {sweep['state']}")
+        # `stale`: the reap above may have queued a run again.
+        if sweep["queued"] or sweep["stale"]:
+            pending = _RUNS.claim_pending(conn, sweep_id, worker, lease_s, now, host=self.host)
+            if pending is not None:
+                # A pending run has no epochs: re-queueing a run deletes them.
+                return Claim(run=_to_run(_RUNS.row(conn, pending), []))
+        done_reason = sweep["done_reason"] or self._cap_reason(sweep)
         if done_reason is not None:
             return self._done(conn, sweep_id, done_reason, now)
-        return self._spec(sweep)
+        return self._known_spec(sweep_id, sweep["spec"])
 
     def _propose_locked(
         self,
@@ -258,45 +286,52 @@ class LocalBackend(Backend):
         claims when the engine has nothing more to propose."""
         if isinstance(outcome, engine.Exhausted):
             return self._done(conn, sweep_id, outcome.reason, now)
-        run_id = _RUNS.unused_id(conn)
-        conn.execute(
-            "INSERT INTO runs (id, sweep_id, state, config, engine_config, config_key, worker,"
-            " host, search_info, lease_s, created_at, started_at, heartbeat_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                run_id,
-                sweep_id,
-                RunState.running.value,
-                dumps(outcome.config),
-                dumps(outcome.engine_config),
-                outcome.config_key,
-                worker,
-                self.host,
-                None if outcome.search_info is None else dumps(outcome.search_info),
-                lease_s,
-                now,
-                now,
-                now,
-            ),
+        values = (
+            sweep_id,
+            RunState.running.value,
+            dumps(outcome.config),
+            dumps(outcome.engine_config),
+            outcome.config_key,
+            worker,
+            self.host,
+            None if outcome.search_info is None else dumps(outcome.search_info),
+            lease_s,
+            now,
+            now,
+            now,
         )
-        return Claim(run=self._run(conn, run_id))
+        while True:
+            # The id is random: on the rare clash nothing is inserted and another is drawn.
+            inserted = conn.execute(
+                "INSERT INTO runs (id, sweep_id, state, config, engine_config, config_key, worker,"
+                " host, search_info, lease_s, created_at, started_at, heartbeat_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (id) DO NOTHING RETURNING *",
+                (_RUNS.new_id(), *values),
+            ).fetchall()  # all: SQLite cannot commit while a RETURNING statement is unfinished
+            if inserted:
+                return Claim(run=_to_run(inserted[0], []))
 
     def _done(self, conn: Connection, sweep_id: str, reason: str, now: float) -> Claim:
-        """Record why the sweep hands out no more runs, and finish it if none is left to end."""
-        conn.execute("UPDATE sweeps SET done_reason = ? WHERE id = ?", (reason, sweep_id))
-        self._finish_if_drained(conn, sweep_id, now)
-        return Claim(run=None, done=True, reason=reason)
+        """Record why the sweep hands out no more runs and finish it if none is left to end.
+
+        Only then are its claims done: while a run still runs, its agent may die and the
+        run come back as pending when its lease runs out, so the claim says "none now"
+        (done=False) and the claimer asks again later."""
+        conn.execute(
+            "UPDATE sweeps SET done_reason = ? WHERE id = ? AND done_reason IS NULL",
+            (reason, sweep_id),
+        )
+        finished = self._finish_if_drained(conn, sweep_id, now)
+        return Claim(run=None, done=finished, reason=reason)
 
     @staticmethod
-    def _cap_reason(conn: Connection, sweep: Row) -> str | None:
+    def _cap_reason(sweep: Row) -> str | None:
+        """Why a sweep read for a claim (`_sweep_row` with `now`) is capped, or None."""
         cap = sweep["run_cap"]
-        if cap is None:
+        if cap is None or sweep["started"] < cap:
             return None
-        # Crash retries re-run a config already counted, so only first tries count.
-        (started,) = conn.execute(
-            "SELECT COUNT(*) FROM runs WHERE sweep_id = ? AND retry_of IS NULL", (sweep["id"],)
-        ).fetchone()
-        return f"run_cap {cap} reached" if started >= cap else None
+        return f"run_cap {cap} reached"
 
     # -- reporting -----------------------------------------------------------------
 
@@ -364,14 +399,14 @@ class LocalBackend(Backend):
         state = RunLedger.finish_state(state)
         now = self.clock()
         with self.store.transaction(immediate=True) as conn:
-            row = _RUNS.owned(conn, run_id, worker)
+            row = _RUNS.owned(conn, run_id, worker, also=_SWEEP_OF_RUN)
             if row is None:
                 return False
-            spec = self._spec(self._sweep_row(conn, row["sweep_id"]))
+            spec = self._known_spec(row["sweep_id"], row["sweep_spec"])
             metric = (spec.metric_name, spec.metric_goal)
-            program = spec.kind == "program"
-            _RUNS.finish(conn, row, summary, state, reason, metric, now, program)
-            self._finish_if_drained(conn, row["sweep_id"], now)
+            _RUNS.finish(conn, row, summary, state, reason, metric, now, spec.kind == "program")
+            if row["sweep_done_reason"] is not None:
+                self._finish_if_drained(conn, row["sweep_id"], now)
             return True
 
     @retried
@@ -431,20 +466,26 @@ class LocalBackend(Backend):
     # -- helpers -------------------------------------------------------------------
 
     @staticmethod
-    def _finish_if_drained(conn: Connection, sweep_id: str, now: float) -> None:
-        """A sweep with nothing more to hand out is finished once its last run has ended."""
-        conn.execute(
-            "UPDATE sweeps SET state = ?, updated_at = ? WHERE id = ? AND state = ? AND done_reason IS NOT NULL"
-            " AND NOT EXISTS (SELECT 1 FROM runs WHERE sweep_id = ? AND state IN (?, ?))",
-            (
-                SweepState.finished.value,
-                now,
-                sweep_id,
-                SweepState.running.value,
-                sweep_id,
-                RunState.pending.value,
-                RunState.running.value,
-            ),
+    def _finish_if_drained(conn: Connection, sweep_id: str, now: float) -> bool:
+        """A sweep with nothing more to hand out is finished once its last run has ended.
+
+        Returns:
+            Whether it was finished now.
+        """
+        return bool(
+            conn.execute(
+                "UPDATE sweeps SET state = ?, updated_at = ? WHERE id = ? AND state = ? AND done_reason IS NOT NULL"
+                " AND NOT EXISTS (SELECT 1 FROM runs WHERE sweep_id = ? AND state IN (?, ?))",
+                (
+                    SweepState.finished.value,
+                    now,
+                    sweep_id,
+                    SweepState.running.value,
+                    sweep_id,
+                    RunState.pending.value,
+                    RunState.running.value,
+                ),
+            ).rowcount
         )
 
     @staticmethod
@@ -455,8 +496,23 @@ class LocalBackend(Backend):
                 return candidate
 
     @staticmethod
-    def _sweep_row(conn: Connection, sweep_id: str) -> Row:
-        row = conn.execute("SELECT * FROM sweeps WHERE id = ?", (sweep_id,)).fetchone()
+    def _sweep_row(conn: Connection, sweep_id: str, now: float | None = None) -> Row:
+        """The sweep's row. For a claim at `now`, in the same round trip: `started`, its
+        runs that count towards its run_cap (first tries: a crash retry re-runs a config
+        already counted) where it has one, `queued`, whether it has a pending run, and
+        `stale`, whether a run is due to be reaped."""
+        extra = ""
+        params: tuple[Any, ...] = (sweep_id,)
+        if now is not None:
+            stale, stale_params = _RUNS.stale(now)
+            extra = (
+                ", CASE WHEN run_cap IS NULL THEN NULL ELSE (SELECT COUNT(*) FROM runs"
+                " WHERE runs.sweep_id = sweeps.id AND retry_of IS NULL) END AS started,"
+                " EXISTS (SELECT 1 FROM runs WHERE runs.sweep_id = sweeps.id AND state = ?)"
+                f" AS queued, {stale} AS stale"
+            )
+            params = (RunState.pending.value, *stale_params, sweep_id)
+        row = conn.execute(f"SELECT *{extra} FROM sweeps WHERE id = ?", params).fetchone()
         if row is None:
             raise NotFoundError(f"no sweep with id {sweep_id!r} in the local store")
         return row
@@ -511,6 +567,12 @@ class LocalBackend(Backend):
     @staticmethod
     def _spec(row: Row) -> SweepSpec:
         return SweepSpec.model_validate_json(row["spec"])
+
+    def _known_spec(self, sweep_id: str, spec_json: str) -> SweepSpec:
+        """The sweep's spec, parsed once per process: a sweep's spec never changes."""
+        if (known := self._specs.get(sweep_id)) is None:
+            known = self._specs[sweep_id] = SweepSpec.model_validate_json(spec_json)
+        return known
 
     def _run(self, conn: Connection, run_id: str) -> Run:
         row = _RUNS.row(conn, run_id)

@@ -12,8 +12,8 @@ PostgreSQL's counterpart of SQLite's `BEGIN IMMEDIATE`. Writers queue on it and 
 at a time, so every compare-and-set the backends make (claims, run_cap, dedupe on
 discrete spaces, ending a run) reads what the previous writer committed and holds exactly
 as on SQLite, with one code path; readers never wait (`REPEATABLE READ` snapshots). A
-writer holds the lock for a few statements (the engine proposes outside it), so the
-store serves hundreds of claims per second (BENCHMARKS.md).
+writer holds the lock for a few round trips (a claim 3; the engine proposes outside it);
+what that allows, and what it does not yet: BENCHMARKS.md, issue 19.
 
 A connection lost between transactions (the server restarted, a network blip) is
 re-opened with jittered backoff for `reconnect_s`, then reported as a `StoreError`; one
@@ -226,8 +226,11 @@ class PostgresStore(Store):
 
     def _begin(self, conn: _Connection, immediate: bool) -> None:
         if immediate:
-            conn.execute("BEGIN")
-            conn.execute("SELECT pg_advisory_xact_lock(?)", (_WRITE_LOCK_KEY,))
+            # One round trip for both (a constant, so no parameter; never prepared, as a
+            # prepared statement holds one command).
+            conn.raw.execute(
+                f"BEGIN; SELECT pg_advisory_xact_lock({_WRITE_LOCK_KEY})", prepare=False
+            )
         else:
             conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
 

@@ -16,7 +16,9 @@ from pathlib import Path
 import pytest
 
 from agent import AgentSummary
-from sweeper.models import RunState
+from sweeper.backends.local import LocalBackend
+from sweeper.models import Control, RunState, SweepState
+from sweeper.paths import Home
 from tests.agent.agent_testkit import FAKE, PATIENCE_S, make_sweep, runs_of, started_marks, wait_for
 from tests.agent.agent_testkit import HERE as AGENT_TESTS
 from tests.pg_server import PgServer
@@ -69,7 +71,9 @@ def test_two_homes_share_one_sweep_each_keeping_its_own_files(
 ) -> None:
     sweep_id = make_sweep({"lr": LR, "dropout": DROPOUT}, epochs=2)
     homes = [tmp_path / "host-a", tmp_path / "host-b"]
-    agents.extend(start_agent(sweep_id, home, heartbeat_s=1.0) for home in homes)
+    # A 15 s lease: on a loaded machine a 3 s one ran out between heartbeats, and a
+    # reaped run trains twice, which is what this test checks never happens otherwise.
+    agents.extend(start_agent(sweep_id, home, heartbeat_s=5.0) for home in homes)
     summaries = [summary(agent) for agent in agents]
     runs = runs_of(sweep_id)
     assert_drained(runs, [(lr, d) for lr in LR for d in DROPOUT], "lr", "dropout")
@@ -112,3 +116,35 @@ def test_a_server_restart_mid_sweep_loses_no_run_and_agents_carry_on(
     assert_drained(runs, [(lr, d) for lr in LR for d in DROPOUT], "lr", "dropout")
     assert all(s.ok for s in summaries)
     assert any(r.started_at and r.started_at > restarted for r in runs)  # they carried on
+
+
+@pytest.mark.slow
+def test_the_last_run_of_a_dead_host_is_trained_by_the_agent_still_up(
+    agent_env: Path,
+    pg_store: str,
+    tmp_path: Path,
+    agents: list[subprocess.Popen[str]],
+) -> None:
+    sweep_id = make_sweep({"lr": LR}, epochs=1)
+    # Host A's agent claims a config and keeps it alive until host B has trained the other
+    # one; then it dies (as kill -9 leaves it: a running run that no one heartbeats).
+    dead = LocalBackend(Home(tmp_path / "host-a"), host="host-a")
+    lost = dead.claim_run(sweep_id, "host-a-w0", lease_s=3.0).run
+    assert lost is not None
+    agents.append(start_agent(sweep_id, tmp_path / "host-b", heartbeat_s=1.0))
+    wait_for(
+        lambda: (
+            dead.heartbeat(lost.id, "host-a-w0") == Control.proceed
+            and any(r.state == RunState.finished for r in runs_of(sweep_id))
+        ),
+        "host B to finish the other config",
+    )
+    done = summary(agents[0])
+    # Host B found the grid exhausted while host A's run was in its lease, kept asking,
+    # and trained that config once the lease had run out.
+    runs = runs_of(sweep_id)
+    assert_drained(runs, [(lr,) for lr in LR], "lr")
+    assert (done.ok, done.finished, done.reason) == (True, 2, "grid exhausted: all 2 configs ran")
+    crashed = next(r for r in runs if r.id == lost.id)
+    assert crashed.state == RunState.crashed and "no heartbeat" in (crashed.reason or "")
+    assert LocalBackend(Home()).get_sweep(sweep_id).state == SweepState.finished

@@ -174,7 +174,7 @@ def test_fallback_pick_is_recorded_in_search_info(
     monkeypatch.setattr(engine.random, "choice", lambda items: items[0])
     # Two used configs out of three: the engine will often repeat one; force it to.
     monkeypatch.setattr(
-        sweeps, "next_run", lambda *a, **k: sweeps.SweepRun(config={"a": {"value": 1}})
+        sweeps, "next_runs", lambda *a, **k: [sweeps.SweepRun(config={"a": {"value": 1}})]
     )
     proposal = engine.propose(spec, [engine_run("r1", {"a": 1}), engine_run("r2", {"a": 2})])
     assert isinstance(proposal, engine.Proposal)
@@ -216,6 +216,30 @@ def test_needs_runs_only_where_history_or_repeats_matter(
     make_spec: MakeSpec, method: str, parameters: dict[str, Any], needed: bool
 ) -> None:
     assert engine.needs_runs(make_spec(parameters, method=method)) is needed
+
+
+def test_random_search_on_a_continuous_space_draws_ahead_in_one_engine_call(
+    make_spec: MakeSpec, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[int] = []
+    real = sweeps.next_runs
+
+    def counted(config: dict[str, Any], runs: list[Any], validate: bool, n: int) -> Any:
+        calls.append(n)
+        return real(config, runs, validate, n)
+
+    monkeypatch.setattr(sweeps, "next_runs", counted)
+    monkeypatch.setattr(engine, "_drawn", {})
+    spec = make_spec({"lr": {"min": 0.001, "max": 0.1}}, method="random")
+    other = make_spec({"lr": {"min": 0.5, "max": 0.9}}, method="random")
+    drawn = [engine.propose(spec, []) for _ in range(engine.DRAWN_AHEAD + 1)]
+    assert calls == [engine.DRAWN_AHEAD, engine.DRAWN_AHEAD]
+    lrs = [p.config["lr"] for p in drawn if isinstance(p, engine.Proposal)]
+    assert len(set(lrs)) == len(drawn) and all(0.001 <= lr <= 0.1 for lr in lrs)
+    # Another sweep's space has draws of its own.
+    proposal = engine.propose(other, [])
+    assert isinstance(proposal, engine.Proposal) and 0.5 <= proposal.config["lr"] <= 0.9
+    assert len(calls) == 3
 
 
 def test_engine_errors_become_spec_errors(make_spec: MakeSpec) -> None:

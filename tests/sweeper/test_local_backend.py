@@ -109,7 +109,8 @@ def test_grid_exhaustion_finishes_the_sweep(backend: LocalBackend, make_spec: Ma
         "grid exhausted: all 6 configs ran",
     )
     assert backend.get_sweep(sweep.id).state == SweepState.finished
-    assert backend.claim_run(sweep.id, "w2").reason == "sweep finished"
+    # Later claims say why the sweep finished.
+    assert backend.claim_run(sweep.id, "w2").reason == "grid exhausted: all 6 configs ran"
 
 
 def test_exhausted_sweep_finishes_when_its_last_run_ends(
@@ -118,9 +119,41 @@ def test_exhausted_sweep_finishes_when_its_last_run_ends(
     sweep = backend.create_sweep(make_spec({"a": {"values": [1]}}))
     run_id = claim_id(backend, sweep.id, "w1")
     claim = backend.claim_run(sweep.id, "w2")
-    assert claim.done and claim.reason == "grid exhausted: all 1 configs ran"
-    assert backend.get_sweep(sweep.id).state == SweepState.running  # w1 still trains
+    # Not done: w1 still trains, and should it die its run comes back for w2 to take.
+    assert (claim.run, claim.done, claim.reason) == (
+        None,
+        False,
+        "grid exhausted: all 1 configs ran",
+    )
+    assert backend.get_sweep(sweep.id).state == SweepState.running
     assert backend.finish_run(run_id, "w1", {})
+    assert backend.get_sweep(sweep.id).state == SweepState.finished
+    claim = backend.claim_run(sweep.id, "w2")
+    assert (claim.run, claim.done, claim.reason) == (
+        None,
+        True,
+        "grid exhausted: all 1 configs ran",
+    )
+
+
+def test_a_dead_agents_last_run_is_retried_by_an_agent_told_to_wait(
+    backend: LocalBackend, make_spec: MakeSpec, clock: FakeClock
+) -> None:
+    sweep = backend.create_sweep(make_spec({"a": {"values": [1, 2]}}))
+    dead = claim_id(backend, sweep.id, "dead", lease_s=30)
+    alive = claim_id(backend, sweep.id, "alive", lease_s=30)
+    assert backend.finish_run(alive, "alive", {})
+    # The grid is exhausted, but the dead agent's run is still within its lease.
+    waiting = backend.claim_run(sweep.id, "alive", lease_s=30)
+    assert (waiting.run, waiting.done) == (None, False)
+    clock.advance(31)
+    retry = backend.claim_run(sweep.id, "alive", lease_s=30)
+    assert retry.run is not None
+    assert (retry.run.retry_of, retry.run.config) == (dead, backend.get_run(dead).config)
+    assert backend.get_run(dead).state == RunState.crashed
+    assert backend.finish_run(retry.run.id, "alive", {})
+    claim = backend.claim_run(sweep.id, "alive")
+    assert (claim.done, claim.reason) == (True, "grid exhausted: all 2 configs ran")
     assert backend.get_sweep(sweep.id).state == SweepState.finished
 
 
@@ -158,8 +191,8 @@ def test_run_cap_counts_first_tries_only(backend: LocalBackend, make_spec: MakeS
     assert backend.get_run(retry).retry_of == crashed
     assert backend.get_run(second).retry_of is None
     claim = backend.claim_run(sweep.id, "w1")
-    assert (claim.done, claim.reason) == (True, "run_cap 2 reached")
-    assert backend.get_sweep(sweep.id).state == SweepState.running  # two runs still train
+    assert (claim.done, claim.reason) == (False, "run_cap 2 reached")  # two runs still train
+    assert backend.get_sweep(sweep.id).state == SweepState.running
 
 
 def test_crash_is_retried_twice_then_failed(backend: LocalBackend, make_spec: MakeSpec) -> None:
@@ -517,9 +550,10 @@ def test_a_config_taken_while_proposing_is_not_handed_out_again(
     locked = patch_propose(monkeypatch, lambda: taken.append(other.claim_run(sweep.id, "w2")))
     claim = backend.claim_run(sweep.id, "w1")
     assert taken[0].run is not None and taken[0].run.config != first
+    # Not done while the other claim's run trains.
     assert (claim.run, claim.done, claim.reason) == (
         None,
-        True,
+        False,
         "search space exhausted: all 2 configs ran",
     )
     # Ours, the other claim's, ours again on fresh runs: none under the write lock.
@@ -530,11 +564,16 @@ def test_a_config_taken_while_proposing_is_not_handed_out_again(
 @pytest.mark.parametrize(
     ("run_cap", "meanwhile", "reason"),
     [
-        (1, lambda other, sweep_id, run_id: other.claim_run(sweep_id, "w2"), "run_cap 1 reached"),
+        # Not done: the other claim's run trains (and could come back).
+        (
+            1,
+            lambda other, sweep_id, run_id: other.claim_run(sweep_id, "w2"),
+            (False, "run_cap 1 reached"),
+        ),
         (
             None,
             lambda other, sweep_id, run_id: other.set_sweep_state(sweep_id, SweepState.paused),
-            "sweep paused",
+            (True, "sweep paused"),
         ),
         (None, lambda other, sweep_id, run_id: other.requeue_run(run_id, "w0", "SIGTERM"), None),
     ],
@@ -546,7 +585,7 @@ def test_a_claim_rechecks_the_sweep_before_inserting_its_proposal(
     monkeypatch: pytest.MonkeyPatch,
     run_cap: int | None,
     meanwhile: Callable[[LocalBackend, str, str], object],
-    reason: str | None,
+    reason: tuple[bool, str] | None,
 ) -> None:
     sweep = backend.create_sweep(
         make_spec({"lr": {"min": 0.001, "max": 0.1}}, method="random", run_cap=run_cap)
@@ -558,7 +597,7 @@ def test_a_claim_rechecks_the_sweep_before_inserting_its_proposal(
     if reason is None:  # the re-queued run goes first, the proposal is dropped
         assert claim.run is not None and (claim.run.id, claim.run.worker) == (first, "w1")
     else:
-        assert (claim.run, claim.done, claim.reason) == (None, True, reason)
+        assert (claim.run, claim.done, claim.reason) == (None, *reason)
     assert len(backend.list_runs(sweep.id)) == 1
 
 
