@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from trainer.checkpoint import checkpoint_payload, save_checkpoint
+from trainer.checkpoint import checkpoint_payload, save_checkpoint, split_on_base
 from trainer.config import TrainConfig
 from trainer.data import load_splits
 from trainer.device import Precision, resolve_device
@@ -90,9 +90,12 @@ def _train(
     stale_epochs, stop_reason = 0, None
     train_images, train_seconds = 0, 0.0
     checkpoint = Path(config.checkpoint_dir) / "best.pt" if config.checkpoint_dir else None
+    fixed: set[str] = set()
     for epoch in range(1, config.epochs + 1):
         epoch_start = time.perf_counter()
         stage = strategy.apply(epoch)
+        if epoch == 1 and strategy.frozen_set_is_fixed:
+            fixed = frozen_keys(model)
         optimizer = _update_optimizer(optimizer, config, strategy, stage, epoch)
         source = inputs.source(strategy.frozen_units())
         source.prepare(epoch)  # builds or reads the feature cache, outside the timed part
@@ -110,7 +113,7 @@ def _train(
 
         if val.accuracy > best_val + config.min_delta or best_state is None:
             best_val, best_epoch, stale_epochs = val.accuracy, epoch, 0
-            best_state = snapshot(model, share_frozen=strategy.frozen_set_is_fixed)
+            best_state = snapshot(model, fixed)
         else:
             stale_epochs += 1
         metrics = EpochMetrics(
@@ -146,11 +149,14 @@ def _train(
         log.info(stop_reason)
     # The best epoch is written once, when the run has ended: a file per improving epoch
     # (45 MB for a resnet18, fsync'd) cost a head run several times its training, and a
-    # run that does not end is trained again from its start anyway (never resumed).
+    # run that does not end is trained again from its start anyway (never resumed). What
+    # stayed frozen is left in the weights file the run started from (a head run's file is
+    # its head and a reference to the backbone file).
     if checkpoint is not None:
+        stored, base = split_on_base(best_state, fixed, config.weights)
         save_checkpoint(
             checkpoint,
-            checkpoint_payload(config, splits.class_names, best_state, best_epoch, best_val),
+            checkpoint_payload(config, splits.class_names, stored, best_epoch, best_val, base),
         )
     # The test accuracy is that of the weights just written.
     model.load_state_dict(best_state)
@@ -282,24 +288,26 @@ def evaluate(
     )
 
 
-def snapshot(model: nn.Module, *, share_frozen: bool) -> dict[str, Tensor]:
+def frozen_keys(model: nn.Module) -> set[str]:
+    """The state_dict keys of frozen parameters and of frozen BatchNorm layers' buffers."""
+    frozen = {id(p) for p in model.parameters() if not p.requires_grad}
+    frozen |= {
+        id(b)
+        for m in model.modules()
+        if isinstance(m, FrozenBatchNorm2d)
+        for b in m.buffers(recurse=False)
+    }
+    return {key for key, t in model.state_dict(keep_vars=True).items() if id(t) in frozen}
+
+
+def snapshot(model: nn.Module, fixed: set[str]) -> dict[str, Tensor]:
     """The model's state_dict with every tensor that can still change copied to the CPU.
 
-    With `share_frozen` (the frozen set never changes in this run) frozen parameters and
-    the buffers of frozen BatchNorm layers are shared, not copied: a head run then copies
-    the head, not the backbone, at every new best epoch.
+    The tensors named in `fixed` (frozen for the whole run) are shared, not copied: a head
+    run then copies the head, not the backbone, at every new best epoch.
     """
-    fixed: set[int] = set()
-    if share_frozen:
-        fixed = {id(p) for p in model.parameters() if not p.requires_grad}
-        fixed |= {
-            id(b)
-            for m in model.modules()
-            if isinstance(m, FrozenBatchNorm2d)
-            for b in m.buffers(recurse=False)
-        }
     return {
-        key: tensor.detach() if id(tensor) in fixed else tensor.detach().to("cpu", copy=True)
+        key: tensor.detach() if key in fixed else tensor.detach().to("cpu", copy=True)
         for key, tensor in model.state_dict(keep_vars=True).items()
     }
 

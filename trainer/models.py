@@ -8,8 +8,6 @@ freeze and what the feature cache runs once.
 
 from __future__ import annotations
 
-import functools
-import hashlib
 import logging
 import math
 import os
@@ -20,7 +18,7 @@ import torch
 from torch import Tensor, nn
 from torchvision import models as tvm
 
-from trainer.checkpoint import load_checkpoint, load_state, read_state
+from trainer.checkpoint import file_sha256, load_checkpoint, load_state, read_state
 from trainer.config import TrainConfig
 from trainer.errors import WeightsError
 
@@ -158,24 +156,7 @@ def weights_identity(config: TrainConfig) -> str:
         return str(_RESNETS[config.model][1])
     if config.weights == "none":
         return "none"
-    try:
-        info = os.stat(config.weights)
-    except OSError as e:
-        raise WeightsError(f"cannot read checkpoint {config.weights!r}: {e.strerror or e}") from e
-    return f"sha256:{_file_sha256(os.path.abspath(config.weights), info.st_ino, info.st_size, info.st_mtime_ns)}"
-
-
-@functools.lru_cache(maxsize=64)
-def _file_sha256(path: str, inode: int, size: int, mtime_ns: int) -> str:
-    """sha256 of a file, remembered per (path, inode, size, mtime): a sweep hashes its backbone once."""
-    digest = hashlib.sha256()
-    try:
-        with open(path, "rb") as handle:
-            for chunk in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(chunk)
-    except OSError as e:
-        raise WeightsError(f"cannot read checkpoint {path!r}: {e.strerror or e}") from e
-    return digest.hexdigest()
+    return f"sha256:{file_sha256(config.weights)}"
 
 
 def _imagenet_state_dict(weights: tvm.WeightsEnum) -> dict[str, Tensor]:

@@ -19,6 +19,7 @@ from trainer import (
     WeightsError,
     train,
 )
+from trainer.checkpoint import file_sha256, load_checkpoint, read_state
 from trainer.device import Precision, resolve_device
 from trainer.models import build_model
 
@@ -208,6 +209,39 @@ def test_checkpoint_is_the_best_epoch_and_loads_as_weights(
     assert other.class_names == ["x", "y"] and len(other.confusion_matrix) == 2
 
 
+def test_a_head_checkpoint_holds_the_head_and_loads_back_to_the_same_predictions(
+    make_config: Any, tmp_path: Path, start_weights: str, image_folder: Path
+) -> None:
+    config = make_config(epochs=2, checkpoint_dir=str(tmp_path / "run"))
+    result = train(config)
+    path = Path(str(result.checkpoint_path))
+    saved = torch.load(path, map_location="cpu", weights_only=True)
+    # Only the trained head is stored; the frozen backbone is the start file, by hash.
+    assert set(saved["model"]) == {"fc.1.weight", "fc.1.bias"}
+    assert saved["base"] == {"path": start_weights, "sha256": file_sha256(start_weights)}
+    assert path.stat().st_size < 100_000 < Path(start_weights).stat().st_size
+
+    start = torch.load(start_weights, weights_only=True)
+    full = build_model(make_config(weights="none", mode="scratch"), 3)
+    full.load_state_dict(
+        {**{k: v for k, v in start.items() if not k.startswith("fc.")}, **saved["model"]}
+    )
+    loaded = build_model(make_config(weights="none", mode="scratch"), 3)
+    load_checkpoint(loaded, path, expected_model="resnet18")
+    images = torch.rand(4, 3, 32, 32)
+    full.eval()
+    loaded.eval()
+    torch.testing.assert_close(loaded(images), full(images), rtol=0, atol=0)
+    again = train(make_config(weights=str(path), epochs=1, lr=1e-9))
+    assert again.history[0].val_accuracy == result.best_val_accuracy
+
+
+def test_a_full_run_stores_its_whole_state(make_config: Any, tmp_path: Path) -> None:
+    result = train(make_config(mode="full", feature_cache=False, checkpoint_dir=str(tmp_path)))
+    saved = torch.load(str(result.checkpoint_path), map_location="cpu", weights_only=True)
+    assert "base" not in saved and "conv1.weight" in saved["model"]
+
+
 def test_the_best_epoch_is_written_once_when_the_run_ends(
     make_config: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -243,7 +277,7 @@ def test_frozen_batchnorm_statistics_do_not_move(
         )
     )
     start = torch.load(start_weights, weights_only=True)
-    best = torch.load(tmp_path / "run" / "best.pt", weights_only=True)["model"]
+    best = read_state(tmp_path / "run" / "best.pt", "resnet18")
     torch.testing.assert_close(
         best["layer3.1.bn2.running_mean"], start["layer3.1.bn2.running_mean"]
     )
