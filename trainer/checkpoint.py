@@ -199,6 +199,10 @@ def _read_base(base: Any, path: Path, expected_model: str | None) -> dict[str, T
     if not isinstance(base, dict) or not {"path", "sha256"} <= base.keys():
         raise WeightsError(f"checkpoint {str(path)!r} has a malformed 'base' entry")
     where = Path(base["path"])
+    # A checkpoint copied with its base beside it (a W&B model artifact holds both).
+    beside = path.parent / where.name
+    if not where.is_file() and beside.is_file() and file_sha256(beside) == base["sha256"]:
+        where = beside
     if not where.is_file() or file_sha256(where) != base["sha256"]:
         state = "no longer exists" if not where.is_file() else "has changed since"
         raise WeightsError(

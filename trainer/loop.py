@@ -152,6 +152,7 @@ def _train(
     # run that does not end is trained again from its start anyway (never resumed). What
     # stayed frozen is left in the weights file the run started from (a head run's file is
     # its head and a reference to the backbone file).
+    base: dict[str, str] | None = None
     if checkpoint is not None:
         stored, base = split_on_base(best_state, fixed, config.weights)
         save_checkpoint(
@@ -181,6 +182,7 @@ def _train(
         wall_seconds=time.perf_counter() - started,
         images_per_second=train_images / max(train_seconds, 1e-9),
         checkpoint_path=str(checkpoint) if checkpoint is not None else None,
+        checkpoint_base=base["path"] if base is not None else None,
         skipped_files=list(splits.skipped_files),
         history=history,
     )

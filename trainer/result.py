@@ -49,6 +49,11 @@ class TrainResult(BaseModel):
     wall_seconds: float
     images_per_second: float
     checkpoint_path: str | None = None
+    checkpoint_base: str | None = Field(
+        None,
+        description="The weights file the checkpoint completes itself from (a head run's "
+        "backbone), if it stores only what the run trained.",
+    )
     skipped_files: list[str] = Field(
         default_factory=list, description="Files that could not be read, with the reason."
     )

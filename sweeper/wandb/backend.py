@@ -330,7 +330,7 @@ class WandbBackend(Backend):
         if spec.kind == "program" and state == RunState.finished:
             self._cache.clear()
             return True
-        self._log_checkpoint(row, ref_row, summary.get("checkpoint_path"))
+        self._log_checkpoint(row, ref_row, summary)
         self._end_on_server(ended, ref_row, 0, summary)
         return True
 
@@ -397,10 +397,14 @@ class WandbBackend(Backend):
                 log.warning("could not hand run %s back to W&B: %s", ended.row["id"], exc)
         return [self.get_run(ended.row["id"]) for ended, _ in reaped]
 
-    def _log_checkpoint(self, row: sqlite3.Row, ref_row: sqlite3.Row, path: Any) -> None:
-        """Upload the run's checkpoint as an artifact when $SWEEPER_WANDB_CHECKPOINTS asks."""
+    def _log_checkpoint(
+        self, row: sqlite3.Row, ref_row: sqlite3.Row, summary: dict[str, Any]
+    ) -> None:
+        """Upload the run's checkpoint as an artifact when $SWEEPER_WANDB_CHECKPOINTS asks,
+        with the weights file a head run's checkpoint completes itself from."""
         if os.environ.get(CHECKPOINTS_ENV, "").lower() not in ("1", "true", "yes"):
             return
+        path, base = summary.get("checkpoint_path"), summary.get("checkpoint_base")
         if not isinstance(path, str) or not Path(path).is_file():
             return
         self._retry(
@@ -410,6 +414,7 @@ class WandbBackend(Backend):
             row["id"],
             json.loads(row["config"]),
             Path(path),
+            Path(base) if isinstance(base, str) and Path(base).is_file() else None,
         )
 
     def _end_on_server(

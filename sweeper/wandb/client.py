@@ -300,11 +300,19 @@ class RealClient:
         run.finish(exit_code=exit_code)
 
     def log_checkpoint(
-        self, ref: SweepRef, run_id: str, config: dict[str, Any], path: Path
+        self,
+        ref: SweepRef,
+        run_id: str,
+        config: dict[str, Any],
+        path: Path,
+        base: Path | None = None,
     ) -> None:
-        """Upload a checkpoint file as the run's model artifact."""
+        """Upload a checkpoint file as the run's model artifact, with the weights file it
+        completes itself from (`base`: a head run's backbone) beside it."""
         artifact = self._wandb.Artifact(f"model-{run_id}", type="model")
         artifact.add_file(str(path), name=path.name)
+        if base is not None:
+            artifact.add_file(str(base), name=base.name)
         self._open(ref, run_id, config).log_artifact(artifact)
 
 

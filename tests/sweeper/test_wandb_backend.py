@@ -513,6 +513,25 @@ def test_checkpoints_are_artifacts_when_asked(
     assert [r.WhichOneof("record_type") for r in records].count("artifact") == uploaded
 
 
+def test_a_head_checkpoints_artifact_holds_its_backbone_file(
+    fake: FakeWandb, clock: FakeClock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SWEEPER_WANDB_CHECKPOINTS", "1")
+    checkpoint, backbone = tmp_path / "best.pt", tmp_path / "weights" / "backbone.pt"
+    backbone.parent.mkdir()
+    checkpoint.write_text("head")
+    backbone.write_text("backbone")
+    backend = make(clock)
+    sweep = backend.create_sweep(spec_of(GRID))
+    run = backend.claim_run(sweep.id, "w").run
+    assert run is not None
+    summary = {"checkpoint_path": str(checkpoint), "checkpoint_base": str(backbone)}
+    backend.finish_run(run.id, "w", summary)
+    (records,) = fake.run_files()[run.id]
+    (artifact,) = [r.artifact for r in records if r.WhichOneof("record_type") == "artifact"]
+    assert {entry.path for entry in artifact.manifest.contents} == {"best.pt", "backbone.pt"}
+
+
 @pytest.mark.parametrize(("backend", "mirrored"), [("local", True), ("wandb", False)])
 def test_workers_mirror_runs_to_wandb_only_for_the_local_backend(
     backend: str, mirrored: bool

@@ -66,3 +66,19 @@ def test_a_changed_or_missing_base_is_refused(base: Path, tmp_path: Path, change
         base.unlink()
     with pytest.raises(WeightsError, match="stores only what its run trained"):
         read_state(path, "resnet18")
+
+
+def test_a_checkpoint_downloaded_with_its_base_beside_it_loads(base: Path, tmp_path: Path) -> None:
+    """A W&B model artifact holds the checkpoint and its base file side by side."""
+    state = {"body.weight": torch.ones(2, 2), "fc.weight": torch.full((3, 2), 2.0)}
+    stored, reference = split_on_base(state, {"body.weight"}, str(base))
+    path = tmp_path / "run" / "best.pt"
+    save_checkpoint(path, checkpoint_payload(CONFIG, ["a"], stored, 1, 0.5, reference))
+    downloaded = tmp_path / "artifact"
+    downloaded.mkdir()
+    (downloaded / "best.pt").write_bytes(path.read_bytes())
+    (downloaded / base.name).write_bytes(base.read_bytes())
+    base.unlink()
+    loaded = read_state(downloaded / "best.pt", "resnet18")
+    for key, tensor in state.items():
+        torch.testing.assert_close(loaded[key], tensor)

@@ -219,6 +219,7 @@ def test_a_head_checkpoint_holds_the_head_and_loads_back_to_the_same_predictions
     # Only the trained head is stored; the frozen backbone is the start file, by hash.
     assert set(saved["model"]) == {"fc.1.weight", "fc.1.bias"}
     assert saved["base"] == {"path": start_weights, "sha256": file_sha256(start_weights)}
+    assert result.checkpoint_base == start_weights  # what a W&B model artifact adds to it
     assert path.stat().st_size < 100_000 < Path(start_weights).stat().st_size
 
     start = torch.load(start_weights, weights_only=True)
