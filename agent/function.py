@@ -25,7 +25,6 @@ the way a stopped run ends) whose run calls `f` instead of a trainer or a script
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import logging
 import os
@@ -34,12 +33,13 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable
 from typing import Any
 
 from agent.program import MetricsFeed, nest_config, sweep_environment, wandb_files
 from agent.supervisor import RECLAIM_S, AgentSummary
 from agent.worker import PROGRAM_POLL_S, Worker, _control_reason, error_line
+from sweeper.environ import scoped_environ
 from sweeper.locate import open_backend
 from sweeper.models import Control, RunState
 from sweeper.paths import Home
@@ -82,21 +82,6 @@ class FunctionCall(threading.Thread):
         )
 
 
-@contextlib.contextmanager
-def environment(values: Mapping[str, str]) -> Iterator[None]:
-    """Set `values` in `os.environ` for the block, then put back what was there."""
-    saved = {name: os.environ.get(name) for name in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-
-
 class FunctionWorker(Worker):
     """A worker whose runs call `function` in this process."""
 
@@ -122,7 +107,7 @@ class FunctionWorker(Worker):
         feed = MetricsFeed(
             self.backend, run_id, self.name, self.home.wandb_dir, sweep.spec, earlier
         )
-        with environment(env):
+        with scoped_environ(env):
             wandb.teardown()  # as W&B's agent: the next wandb.init() reads this run's environment
             call = FunctionCall(self.function)
             call.start()

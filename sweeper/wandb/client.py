@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import os
 import urllib.parse
 from collections.abc import Iterator, Mapping
 from datetime import datetime, timezone
@@ -29,6 +28,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from sweeper.environ import scoped_environ
 from sweeper.wandb.credentials import app_url, redact
 
 
@@ -158,16 +158,12 @@ class RealClient:
         """Register the sweep with `wandb.sweep`; returns its id."""
         # wandb.sweep prints the id and URL, and sets WANDB_ENTITY/WANDB_PROJECT in this
         # process (for a `wandb.agent` that follows); neither is wanted here.
-        saved = {name: os.environ.get(name) for name in ("WANDB_ENTITY", "WANDB_PROJECT")}
-        try:
-            with contextlib.redirect_stdout(io.StringIO()), _one_retry_in_wandb_core():
-                return str(self._wandb.sweep(config, entity=entity, project=project))
-        finally:
-            for name, value in saved.items():
-                if value is None:
-                    os.environ.pop(name, None)
-                else:
-                    os.environ[name] = value
+        with (
+            scoped_environ({}, restored=("WANDB_ENTITY", "WANDB_PROJECT")),
+            contextlib.redirect_stdout(io.StringIO()),
+            _one_retry_in_wandb_core(),
+        ):
+            return str(self._wandb.sweep(config, entity=entity, project=project))
 
     def get_sweep(self, ref: SweepRef) -> SweepRecord:
         """The sweep as the server has it now."""

@@ -1,13 +1,10 @@
-"""agent.function's pieces: the function's thread and how it is stopped, the run's environment."""
+"""agent.function's pieces: the function's thread and how it is stopped."""
 
 from __future__ import annotations
 
-import os
 import threading
 
-import pytest
-
-from agent.function import FunctionCall, RunStopped, environment
+from agent.function import FunctionCall, RunStopped
 
 
 def test_an_error_in_the_function_is_kept_for_the_agent() -> None:
@@ -46,12 +43,3 @@ def test_interrupting_a_finished_call_does_nothing() -> None:
     call.join()
     call.interrupt()
     assert call.error is None
-
-
-def test_environment_is_restored(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("WANDB_MODE", "online")
-    monkeypatch.delenv("WANDB_RUN_ID", raising=False)
-    with environment({"WANDB_MODE": "offline", "WANDB_RUN_ID": "r1"}):
-        assert (os.environ["WANDB_MODE"], os.environ["WANDB_RUN_ID"]) == ("offline", "r1")
-    assert os.environ["WANDB_MODE"] == "online"
-    assert "WANDB_RUN_ID" not in os.environ

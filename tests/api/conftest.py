@@ -3,40 +3,21 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.program.conftest import Project
 
 
-class ApiProject:
+class ApiProject(Project):
     """A folder holding the user's script; it runs there with its own sweeper home."""
 
     def __init__(self, path: Path) -> None:
-        self.path = path
-        self.out = path / "out.jsonl"
-        self.env = {**os.environ, "PYTHONPATH": str(ROOT), "PROGRAM_OUT": str(self.out)}
-        self.env["SWEEPER_HOME"] = str(path / ".sweeper")
+        super().__init__(path)
         self.env.pop("WANDB_MODE", None)  # the agent makes the runs offline itself
-
-    def python(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        completed = subprocess.run(
-            [sys.executable, *args],
-            cwd=self.path,
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-        if check:
-            assert completed.returncode == 0, completed.stdout + completed.stderr
-        return completed
 
     def sweep(self, config: dict[str, Any], count: int | None = None) -> dict[str, Any]:
         """Run the script on `config`; its last output line: the sweep id and agent summary."""
@@ -46,7 +27,7 @@ class ApiProject:
 
     def status(self, sweep_id: str | None = None) -> dict[str, Any]:
         """`sweeper status --json` (of the current sweep by default), as a user's tooling reads it."""
-        completed = self.python("-m", "sweeper", "status", *filter(None, [sweep_id]), "--json")
+        completed = self.sweeper("status", *filter(None, [sweep_id]), "--json")
         return dict(json.loads(completed.stdout))
 
     def received(self) -> list[dict[str, Any]]:

@@ -14,7 +14,8 @@ from collections import Counter
 
 import pytest
 
-from tests.api.conftest import ROOT, ApiProject
+from tests.api.conftest import ApiProject
+from tests.program.conftest import ROOT
 
 GRID = {
     "method": "grid",

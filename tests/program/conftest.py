@@ -36,8 +36,12 @@ class Project:
         self.env["SWEEPER_HOME"] = str(self.home)
 
     def sweeper(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return self.python("-m", "sweeper", *args, check=check)
+
+    def python(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        """Python in the folder, with its environment, as the user runs it."""
         completed = subprocess.run(
-            [sys.executable, "-m", "sweeper", *args],
+            [sys.executable, *args],
             cwd=self.path,
             env=self.env,
             capture_output=True,
