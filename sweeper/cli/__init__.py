@@ -19,6 +19,8 @@ commands took 22 ms of CPU with string annotations, 7 ms without).
 
 from __future__ import annotations
 
+import sys
+
 from sweeper.cli import agents, control, results, show, specs
 from sweeper.cli.app import app
 
@@ -39,4 +41,20 @@ app.command()(results.sync)
 
 def main() -> None:
     """Console-script entry point."""
-    app()
+    code: int | str | None = 0
+    try:
+        app()
+    except SystemExit as exc:
+        code = exc.code
+        raise
+    finally:
+        if "wandb" in sys.modules:
+            _leave_wandb(code)
+
+
+def _leave_wandb(code: int | str | None) -> None:
+    """Shut wandb-core down, bounded: wandb's own exit handler waits for it forever."""
+    from sweeper.wandb.service import exit_now, teardown_within
+
+    if not teardown_within():
+        exit_now(code if isinstance(code, int) else 1)
