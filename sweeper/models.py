@@ -45,6 +45,16 @@ class Control(str, Enum):
     lost = "lost"  # the run is no longer this worker's (reaped as crashed); drop it
 
 
+#: The states a sweep may be set to from each state a user can change (`pause`, `resume`,
+#: `cancel`); finished and canceled sweeps are final.
+SWEEP_TRANSITIONS = {
+    SweepState.running: {SweepState.paused, SweepState.canceled, SweepState.finished},
+    SweepState.paused: {SweepState.running, SweepState.canceled, SweepState.finished},
+}
+#: What a sweep's state tells the workers of its running runs.
+SWEEP_CONTROL = {SweepState.paused: Control.pause, SweepState.canceled: Control.cancel}
+
+
 class Sweep(BaseModel):
     """A sweep as every backend describes it."""
 

@@ -23,27 +23,30 @@ from __future__ import annotations
 import json
 import socket
 import time
-from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
 
 from sweeper import engine
+from sweeper.backends import epochs
 from sweeper.backends.base import Backend
 from sweeper.backends.ledger import FINAL_SWEEP_STATES, Row, RunLedger, at, dumps, new_id
-from sweeper.errors import NotFoundError, SweeperError, did_you_mean
-from sweeper.models import Claim, Control, Run, RunState, Sweep, SweepState
+from sweeper.backends.naming import resolve_among
+from sweeper.errors import NotFoundError, SweeperError
+from sweeper.models import (
+    SWEEP_CONTROL,
+    SWEEP_TRANSITIONS,
+    Claim,
+    Control,
+    Run,
+    RunState,
+    Sweep,
+    SweepState,
+)
 from sweeper.paths import Home
 from sweeper.spec import SweepSpec
 from sweeper.store import open_store, retried
 from sweeper.store.base import Connection
 
-#: A sweep reference shorter than this is never matched as an id prefix.
-_MIN_PREFIX = 3
-_ALLOWED = {
-    SweepState.running: {SweepState.paused, SweepState.canceled, SweepState.finished},
-    SweepState.paused: {SweepState.running, SweepState.canceled, SweepState.finished},
-}
-_SWEEP_CONTROL = {SweepState.paused: Control.pause, SweepState.canceled: Control.cancel}
 #: Proposals made outside the write lock that a claim lets lose the race to insert; then
 #: it proposes inside the lock, where it cannot lose, so a contended grid never livelocks.
 PROPOSE_TRIES = 5
@@ -142,7 +145,7 @@ class LocalBackend(Backend):
             row = self._sweep_row(conn, sweep_id)
             current = SweepState(row["state"])
             if state != current:
-                if state not in _ALLOWED.get(current, set()):
+                if state not in SWEEP_TRANSITIONS.get(current, set()):
                     raise SweeperError(
                         f"sweep {sweep_id} is {current.value}, so it cannot become {state.value}"
                         + (
@@ -346,14 +349,7 @@ class LocalBackend(Backend):
                 return Control.lost
             sweep = self._sweep_row(conn, row["sweep_id"])
             epoch = int(metrics.get("epoch", row["epochs"] + 1))
-            conn.execute(
-                "INSERT INTO epochs (run_id, epoch, metrics) VALUES (?, ?, ?)"
-                " ON CONFLICT (run_id, epoch) DO UPDATE SET metrics = excluded.metrics",
-                (run_id, epoch, dumps(metrics)),
-            )
-            (epochs,) = conn.execute(
-                "SELECT COUNT(*) FROM epochs WHERE run_id = ?", (run_id,)
-            ).fetchone()
+            count = epochs.record(conn, run_id, epoch, metrics)
             spec = self._spec(sweep)
             metric = row["metric"]
             if spec.metric_name is not None:
@@ -362,9 +358,9 @@ class LocalBackend(Backend):
                 metric = engine.reported(metric, value, spec.metric_goal, program)
             conn.execute(
                 "UPDATE runs SET metric = ?, epochs = ?, heartbeat_at = ? WHERE id = ?",
-                (metric, epochs, now, run_id),
+                (metric, count, now, run_id),
             )
-            control = _SWEEP_CONTROL.get(SweepState(sweep["state"]), Control.proceed)
+            control = SWEEP_CONTROL.get(SweepState(sweep["state"]), Control.proceed)
             if control != Control.proceed or spec.early_terminate is None:
                 return control
         with self.store.transaction() as conn:
@@ -384,7 +380,7 @@ class LocalBackend(Backend):
             if row is None:
                 return Control.lost
             sweep = self._sweep_row(conn, row["sweep_id"])
-            return _SWEEP_CONTROL.get(SweepState(sweep["state"]), Control.proceed)
+            return SWEEP_CONTROL.get(SweepState(sweep["state"]), Control.proceed)
 
     @retried
     def finish_run(
@@ -431,7 +427,7 @@ class LocalBackend(Backend):
                 return False
             sweep_state = SweepState(self._sweep_row(conn, row["sweep_id"])["state"])
             if _RUNS.requeue(conn, row, reason, sweep_state, now).state == RunState.pending:
-                conn.execute("DELETE FROM epochs WHERE run_id = ?", (run_id,))
+                epochs.clear(conn, run_id)
             return True
 
     @retried
@@ -450,7 +446,7 @@ class LocalBackend(Backend):
             rows = conn.execute(
                 "SELECT * FROM runs WHERE sweep_id = ? ORDER BY rowid", (sweep_id,)
             ).fetchall()
-            histories = self._histories(conn, sweep_id) if with_history else {}
+            histories = epochs.histories(conn, sweep_id) if with_history else {}
         return [_to_run(row, histories.get(row["id"], [])) for row in rows]
 
     @retried
@@ -520,23 +516,8 @@ class LocalBackend(Backend):
     @staticmethod
     def _resolve(conn: Connection, ref: str) -> Row:
         rows = conn.execute("SELECT * FROM sweeps ORDER BY created_at, rowid").fetchall()
-        for matches in (
-            [r for r in rows if r["id"] == ref],
-            [r for r in rows if r["name"] == ref],
-            [r for r in rows if len(ref) >= _MIN_PREFIX and r["id"].startswith(ref)],
-        ):
-            if len(matches) == 1:
-                return matches[0]
-            if len(matches) > 1:
-                ids = ", ".join(r["id"] for r in matches)
-                raise NotFoundError(
-                    f"{ref!r} matches {len(matches)} sweeps ({ids}); give the sweep id"
-                )
-        known = [r["id"] for r in rows] + [r["name"] for r in rows]
-        hint = did_you_mean(ref, known) or (
-            " (no sweeps yet: run `sweeper create`)" if not rows else ""
-        )
-        raise NotFoundError(f"no sweep {ref!r} in the local store{hint}")
+        empty = " (no sweeps yet: run `sweeper create`)"
+        return resolve_among(rows, ref, "sweep", "in the local store", empty=empty)
 
     def _sweep(self, conn: Connection, row: Row) -> Sweep:
         counts = {
@@ -575,30 +556,12 @@ class LocalBackend(Backend):
         return known
 
     def _run(self, conn: Connection, run_id: str) -> Run:
-        row = _RUNS.row(conn, run_id)
-        history = [
-            json.loads(r["metrics"])
-            for r in conn.execute(
-                "SELECT metrics FROM epochs WHERE run_id = ? ORDER BY epoch", (run_id,)
-            )
-        ]
-        return _to_run(row, history)
-
-    @staticmethod
-    def _histories(conn: Connection, sweep_id: str) -> dict[str, list[dict[str, Any]]]:
-        histories: dict[str, list[dict[str, Any]]] = defaultdict(list)
-        for r in conn.execute(
-            "SELECT e.run_id, e.metrics FROM epochs e JOIN runs r ON r.id = e.run_id"
-            " WHERE r.sweep_id = ? ORDER BY e.run_id, e.epoch",
-            (sweep_id,),
-        ):
-            histories[r["run_id"]].append(json.loads(r["metrics"]))
-        return histories
+        return _to_run(_RUNS.row(conn, run_id), epochs.history(conn, run_id))
 
     def _engine_runs(
         self, conn: Connection, sweep_id: str, history: bool
     ) -> list[engine.EngineRun]:
-        histories = self._histories(conn, sweep_id) if history else {}
+        histories = epochs.histories(conn, sweep_id) if history else {}
         # Rows come from our own table, so pydantic's validation is skipped: claims stay O(1) per run.
         return [
             engine.EngineRun.model_construct(

@@ -59,7 +59,16 @@ from sweeper import engine
 from sweeper.backends.base import Backend
 from sweeper.backends.ledger import FINAL_SWEEP_STATES, Ended, RunLedger, at
 from sweeper.errors import BackendError, NotFoundError, SweeperError
-from sweeper.models import Claim, Control, Run, RunState, Sweep, SweepState
+from sweeper.models import (
+    SWEEP_CONTROL,
+    SWEEP_TRANSITIONS,
+    Claim,
+    Control,
+    Run,
+    RunState,
+    Sweep,
+    SweepState,
+)
 from sweeper.paths import Home
 from sweeper.spec import SweepSpec
 from sweeper.store import SQLiteStore
@@ -82,12 +91,6 @@ CHECKPOINTS_ENV = "SWEEPER_WANDB_CHECKPOINTS"
 #: (`wandb agent` polls every 5 s; a script may log thousands of steps a second). The
 #: worker's heartbeat thread beats on its own schedule.
 PROGRAM_STEP_HEARTBEAT_S = 5.0
-
-_ALLOWED = {
-    SweepState.running: {SweepState.paused, SweepState.canceled, SweepState.finished},
-    SweepState.paused: {SweepState.running, SweepState.canceled, SweepState.finished},
-}
-_SWEEP_CONTROL = {SweepState.paused: Control.pause, SweepState.canceled: Control.cancel}
 
 
 class WandbBackend(Backend):
@@ -178,7 +181,7 @@ class WandbBackend(Backend):
         row = references.find(self.store, sweep_id)
         current = self._sweep(row, fresh=True)
         if state != current.state:
-            if state not in _ALLOWED.get(current.state, set()):
+            if state not in SWEEP_TRANSITIONS.get(current.state, set()):
                 raise SweeperError(
                     f"sweep {sweep_id} is {current.state.value}, so it cannot become {state.value}"
                     + (
@@ -296,7 +299,7 @@ class WandbBackend(Backend):
         )
         self._issued.queue(row["sweep_id"], commands, agent_id)
         # W&B also sends `stop` for the runs of a canceled sweep: the sweep's state says why.
-        sweep_control = _SWEEP_CONTROL.get(self._record_state(ref_row), Control.proceed)
+        sweep_control = SWEEP_CONTROL.get(self._record_state(ref_row), Control.proceed)
         if sweep_control != Control.proceed:
             return sweep_control
         rule = (self._spec(ref_row).early_terminate or {}).get("type", "early_terminate")

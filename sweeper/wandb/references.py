@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Sequence
-from typing import Any, Protocol, TypeVar
+from typing import Any
 
-from sweeper.errors import NotFoundError, did_you_mean
+from sweeper.backends.naming import matching, resolve_among
+from sweeper.errors import NotFoundError
 from sweeper.spec import SweepSpec, parse_spec
 from sweeper.store import Store
 from sweeper.wandb.client import SweepRef
@@ -24,35 +24,9 @@ from sweeper.wandb.client import SweepRef
 SERVER_KEYS = ("controller", "scheduler")
 
 
-class _Keyed(Protocol):
-    def __getitem__(self, key: str, /) -> Any: ...
-
-
-#: A recorded sweep's row: an `sqlite3.Row`, or a dict with the same keys.
-_Row = TypeVar("_Row", bound=_Keyed)
-
-
 def sweep_ref(row: Any) -> SweepRef:
     """Where a recorded sweep lives on W&B."""
     return SweepRef(entity=row["entity"], project=row["project"], id=row["id"])
-
-
-def matching(rows: Sequence[_Row], ref: str) -> list[_Row]:
-    """The recorded sweeps `ref` names: by id, else by name, else by an id prefix of 3 or
-    more characters (the first of these that matches anything).
-
-    >>> rows = [{"id": "abc123", "name": "head"}, {"id": "abd456", "name": "full"}]
-    >>> [r["id"] for r in matching(rows, "head")], [r["id"] for r in matching(rows, "ab")]
-    (['abc123'], [])
-    """
-    for matches in (
-        [r for r in rows if r["id"] == ref],
-        [r for r in rows if r["name"] == ref],
-        [r for r in rows if len(ref) >= 3 and r["id"].startswith(ref)],
-    ):
-        if matches:
-            return matches
-    return []
 
 
 def recorded(store: Store, ref: str | None = None) -> bool:
@@ -121,15 +95,10 @@ def resolve(store: Store, ref: str) -> sqlite3.Row:
     Raises:
         NotFoundError: none or several match; the message says how to name one.
     """
-    rows = newest_first(store)[::-1]
-    matches = matching(rows, ref)
-    if len(matches) == 1:
-        return matches[0]
-    if len(matches) > 1:
-        ids = ", ".join(r["id"] for r in matches)
-        raise NotFoundError(f"{ref!r} matches {len(matches)} W&B sweeps ({ids}); give the sweep id")
-    known = [r["id"] for r in rows] + [r["name"] for r in rows]
-    raise NotFoundError(
-        f"no W&B sweep {ref!r} recorded here{did_you_mean(ref, known)}; give it as "
-        "entity/project/sweep_id to use a sweep created on another host"
+    return resolve_among(
+        newest_first(store)[::-1],
+        ref,
+        "W&B sweep",
+        "recorded here",
+        tail="; give it as entity/project/sweep_id to use a sweep created on another host",
     )
