@@ -36,7 +36,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-from agent.program import MetricsFeed, nest_config, sweep_environment, wandb_files
+from agent.program import MetricsFeed, nest_config, sweep_environment
 from agent.supervisor import RECLAIM_S, AgentSummary
 from agent.worker import PROGRAM_POLL_S, Worker, _control_reason, error_line
 from sweeper.environ import scoped_environ
@@ -103,10 +103,7 @@ class FunctionWorker(Worker):
             return self._end(run_id, None)
         args = nest_config(sweep.spec.get("parameters") or {}, run.config)
         env = sweep_environment(self.home.wandb_dir, sweep.id, run_id, args)
-        earlier = frozenset(wandb_files(self.home.wandb_dir, run_id))  # a re-queued run's
-        feed = MetricsFeed(
-            self.backend, run_id, self.name, self.home.wandb_dir, sweep.spec, earlier
-        )
+        feed = MetricsFeed(self.backend, run_id, self.name, self.home.wandb_dir, sweep.spec)
         with scoped_environ(env):
             wandb.teardown()  # as W&B's agent: the next wandb.init() reads this run's environment
             call = FunctionCall(self.function)

@@ -16,7 +16,7 @@ execs the command in its place (same process, no extra one left running).
 
 What the script logs reaches the backend through `MetricsFeed`, which the in-process
 function agent (`agent.function`, `sweeper.agent(sweep_id, function=f)`) shares, with
-`sweep_environment` and `find_wandb_file`.
+`sweep_environment` and `nest_config`.
 """
 
 from __future__ import annotations
@@ -168,8 +168,6 @@ class ProgramProcess:
         # The script starts its own wandb-core, as under `wandb agent`: attached to the
         # worker's, its runs would outlive it there ("run ID ... is in use" on a hand-back).
         env.pop("WANDB_SERVICE", None)
-        # A W&B run resumed here has the folders of its earlier attempts under the same id.
-        self.earlier = frozenset(wandb_files(wandb_dir, run_id))
         argv = self.command
         if sys.platform.startswith("linux"):
             argv = [sys.executable, "-S", "-c", _LAUNCHER, str(os.getpid()), *argv]
@@ -209,19 +207,17 @@ class MetricsFeed:
     Each history row of the run's `.wandb` file (read by `sweeper.wandb.run_metrics`) is
     one `log_epoch` (epoch = `_step` + 1): hyperband and the live table see it. The
     summary is W&B's (the last value of each key unless the script set it).
+
+    Create it before the run's script or function starts: a run resumed or re-queued has
+    the `.wandb` files of its earlier attempts under the same id, and the feed reads only
+    one that was not there when it was created.
     """
 
     def __init__(
-        self,
-        backend: Backend,
-        run_id: str,
-        worker: str,
-        wandb_dir: Path,
-        spec: Mapping[str, Any],
-        earlier: frozenset[Path] = frozenset(),
+        self, backend: Backend, run_id: str, worker: str, wandb_dir: Path, spec: Mapping[str, Any]
     ) -> None:
         self.backend, self.run_id, self.worker, self.wandb_dir = backend, run_id, worker, wandb_dir
-        self.earlier = earlier
+        self.earlier = frozenset(wandb_files(wandb_dir, run_id))
         self.rule = (spec.get("early_terminate") or {}).get("type", "early_terminate")
         self.metrics: RunMetrics | None = None
 

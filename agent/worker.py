@@ -320,6 +320,7 @@ class Worker:
         args = nest_config(sweep.spec.get("parameters") or {}, run.config)
         if self.stop.event.is_set():
             return self._end(run_id, None)
+        feed = MetricsFeed(backend, run_id, self.name, self.home.wandb_dir, sweep.spec)
         program = ProgramProcess(
             sweep.spec,
             sweep.id,
@@ -329,9 +330,6 @@ class Worker:
             backend_env=backend.program_env(run_id),
         )
         log.info("run %s: %s", run_id, " ".join(program.command))
-        feed = MetricsFeed(
-            backend, run_id, self.name, self.home.wandb_dir, sweep.spec, program.earlier
-        )
         while True:
             code = program.wait(PROGRAM_POLL_S)
             if self.stop.kind != Control.lost and (answer := feed.poll()) is not None:

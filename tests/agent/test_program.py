@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from agent.program import ProgramProcess, build_command, log_tail
+from agent.program import MetricsFeed, ProgramProcess, build_command, log_tail
+from sweeper.locate import open_backend
+from sweeper.paths import Home
 
 
 def test_the_default_command_is_wandbs_with_this_python(tmp_path: Path) -> None:
@@ -45,6 +47,25 @@ def test_a_program_ignoring_sigterm_is_killed_with_its_group(tmp_path: Path) -> 
     program.stop(kill_delay_s=0)
     program.stop(kill_delay_s=-1)  # the grace period is over
     assert program.wait(30) == -signal.SIGKILL
+
+
+def test_the_metrics_feed_reads_only_the_attempt_started_after_it(tmp_path: Path) -> None:
+    def attempt(started: str) -> Path:
+        path = tmp_path / "wandb" / f"run-{started}-r1" / "run-r1.wandb"
+        path.parent.mkdir(parents=True)
+        path.write_bytes(b"")
+        return path
+
+    attempt("20260101_000000")  # a re-queued run's first attempt, left on disk
+    backend = open_backend("local", Home(tmp_path / "home"))
+    try:
+        feed = MetricsFeed(backend, "r1", "w1", tmp_path, {})
+        assert (feed.poll(), feed.metrics) == (None, None)
+        this = attempt("20260101_000100")
+        assert feed.poll() is None
+        assert feed.metrics is not None and feed.metrics.path == this
+    finally:
+        backend.close()
 
 
 def test_log_tail_keeps_the_last_lines(tmp_path: Path) -> None:
