@@ -9,6 +9,17 @@ import yaml
 
 from sweeper.spec import SweepSpec, parse_spec
 
+#: A two-config grid named `grid`, as YAML text, that W&B's schema and sweeper's both accept:
+#: what the W&B backend and its sweep references create.
+WANDB_GRID = """
+name: grid
+method: grid
+metric: {name: val_accuracy, goal: maximize}
+parameters:
+  data_dir: {value: data/tiny}
+  lr: {values: [0.001, 0.0001]}
+"""
+
 
 def parsed_spec(raw: Mapping[str, Any], source: str = "<test>") -> SweepSpec:
     """`raw` (what a sweep YAML file holds) written as YAML and validated by `parse_spec`, so a

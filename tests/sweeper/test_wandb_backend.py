@@ -31,21 +31,13 @@ from sweeper.spec import SweepSpec, load_spec, parse_spec
 from sweeper.wandb.backend import WandbBackend
 from sweeper.wandb.references import recorded
 from sweeper.wandb.retry import Retry
+from tests.specs import WANDB_GRID
 from tests.standin_http import standin
 from tests.sweeper.fake_wandb import KEY, FakeWandb, fresh_wandb_session, serve  # noqa: F401 - autouse fixture
 
 from .conftest import FakeClock
 
 ROOT = Path(__file__).resolve().parents[2]
-
-GRID = """
-name: grid
-method: grid
-metric: {name: val_accuracy, goal: maximize}
-parameters:
-  data_dir: {value: data/tiny}
-  lr: {values: [0.001, 0.0001]}
-"""
 
 HYPERBAND = """
 name: hb
@@ -101,7 +93,7 @@ def test_429_and_5xx_are_retried_through_wandbs_wrapping(
 ) -> None:
     backend = make(clock)
     fake.fail(status, times=2 * per_call, operation=operation)
-    sweep = backend.create_sweep(spec_of(GRID))
+    sweep = backend.create_sweep(spec_of(WANDB_GRID))
     claim = backend.claim_run(sweep.id, "w")
     backend.list_runs(sweep.id)
     assert claim.run is not None
@@ -115,7 +107,7 @@ def test_a_heartbeat_outage_ends_in_a_clear_error_within_the_timeout(
 ) -> None:
     monkeypatch.setenv("SWEEPER_WANDB_TIMEOUT", "20")
     backend = make(clock)
-    sweep = backend.create_sweep(spec_of(GRID))
+    sweep = backend.create_sweep(spec_of(WANDB_GRID))
     run = backend.claim_run(sweep.id, "w").run
     assert run is not None
     fake.fail(503, times=10_000, operation="Heartbeat")
@@ -131,7 +123,7 @@ def test_a_refused_key_is_not_retried(fake: FakeWandb, clock: FakeClock) -> None
     backend = make(clock)
     fake.fail(401, times=5, operation="UpsertSweep")  # all 5 variants wandb.sweep tries
     with pytest.raises(BackendError, match="wandb login") as info:
-        backend.create_sweep(spec_of(GRID))
+        backend.create_sweep(spec_of(WANDB_GRID))
     assert KEY not in str(info.value)
     assert clock.slept == []
     assert not recorded(backend.store)  # nothing half-created
@@ -142,7 +134,7 @@ def test_cli_create_under_429_retries_for_the_timeout_then_says_rate_limited(
     tmp_path: Path,
 ) -> None:
     spec_file = tmp_path / "grid.yaml"
-    spec_file.write_text(GRID)
+    spec_file.write_text(WANDB_GRID)
     with standin(429) as url:
         env = {
             **os.environ,
@@ -172,7 +164,7 @@ def test_a_preempted_run_is_handed_back_and_trains_once(
     fake: FakeWandb, clock: FakeClock, tmp_path: Path
 ) -> None:
     here = make(clock)
-    sweep = here.create_sweep(spec_of(GRID))
+    sweep = here.create_sweep(spec_of(WANDB_GRID))
     run = here.claim_run(sweep.id, "w1").run
     assert run is not None
     here.log_epoch(run.id, "w1", {"epoch": 1, "val_accuracy": 0.5})
@@ -194,7 +186,7 @@ def test_a_killed_workers_retry_trains_under_the_id_w_and_b_issued(
     fake: FakeWandb, clock: FakeClock
 ) -> None:
     backend = make(clock)
-    sweep = backend.create_sweep(spec_of(GRID))
+    sweep = backend.create_sweep(spec_of(WANDB_GRID))
     run = backend.claim_run(sweep.id, "w").run
     assert run is not None
     assert backend.fail_run(run.id, "w", "worker killed by SIGKILL", crashed=True)
@@ -216,7 +208,7 @@ def test_each_worker_registers_one_agent_and_trains_only_its_runs(
     fake: FakeWandb, clock: FakeClock
 ) -> None:
     backend = make(clock)
-    sweep = backend.create_sweep(spec_of(GRID))
+    sweep = backend.create_sweep(spec_of(WANDB_GRID))
     first = backend.claim_run(sweep.id, "w1").run
     second = backend.claim_run(sweep.id, "w2").run
     assert first is not None and second is not None and first.id != second.id
@@ -230,7 +222,7 @@ def test_each_worker_registers_one_agent_and_trains_only_its_runs(
 
 def test_an_exit_command_during_a_run_stops_it(fake: FakeWandb, clock: FakeClock) -> None:
     backend = make(clock)
-    sweep = backend.create_sweep(spec_of(GRID))
+    sweep = backend.create_sweep(spec_of(WANDB_GRID))
     run = backend.claim_run(sweep.id, "w").run
     assert run is not None
     fake.sweeps[sweep.id].state = "FINISHED"
@@ -268,7 +260,7 @@ def test_two_hosts_share_a_sweep_without_sharing_a_run(
     fake: FakeWandb, clock: FakeClock, tmp_path: Path
 ) -> None:
     first = make(clock)
-    sweep = first.create_sweep(spec_of(GRID))
+    sweep = first.create_sweep(spec_of(WANDB_GRID))
     assert (sweep.url or "").endswith(f"/team/sweeper/sweeps/{sweep.id}")
     other = make(clock, home=Home(tmp_path / "host2"))
     with pytest.raises(NotFoundError, match="entity/project/sweep_id"):
@@ -292,8 +284,8 @@ def test_entity_and_project_come_from_options_then_wandb_env(
 ) -> None:
     monkeypatch.setenv("WANDB_ENTITY", "envteam")
     monkeypatch.setenv("WANDB_PROJECT", "envproj")
-    from_env = make(clock).create_sweep(spec_of(GRID))
-    from_options = make(clock, entity="me", project="mine").create_sweep(spec_of(GRID))
+    from_env = make(clock).create_sweep(spec_of(WANDB_GRID))
+    from_options = make(clock, entity="me", project="mine").create_sweep(spec_of(WANDB_GRID))
     assert "/envteam/envproj/" in (from_env.url or "")
     assert "/me/mine/" in (from_options.url or "")
     assert (fake.sweeps[from_options.id].entity, fake.sweeps[from_options.id].project) == (
@@ -304,7 +296,7 @@ def test_entity_and_project_come_from_options_then_wandb_env(
 
 def test_list_runs_is_cached_for_a_report_build(fake: FakeWandb, clock: FakeClock) -> None:
     backend = make(clock)
-    sweep = backend.create_sweep(spec_of(GRID))
+    sweep = backend.create_sweep(spec_of(WANDB_GRID))
     backend.list_runs(sweep.id)
     backend.list_runs(sweep.id)
     backend.best_run(sweep.id)
@@ -325,7 +317,7 @@ def test_the_key_never_leaks_into_any_output(
     monkeypatch.setattr(Retry, "base_delay_s", 0.001)
     texts: list[str] = []
     backend = make(clock)
-    sweep = backend.create_sweep(spec_of(GRID))
+    sweep = backend.create_sweep(spec_of(WANDB_GRID))
     fake.fail(429, operation="Heartbeat")
     fake.fail(503, operation="Heartbeat")
     run = backend.claim_run(sweep.id, "w").run
@@ -335,7 +327,7 @@ def test_the_key_never_leaks_into_any_output(
         backend.heartbeat(run.id, "w")
     texts.append(str(info.value))
     spec_file = tmp_path / "grid.yaml"
-    spec_file.write_text(GRID)
+    spec_file.write_text(WANDB_GRID)
     runner = CliRunner()
     results = [
         runner.invoke(app, ["create", str(spec_file), "--backend", "wandb", "--project", "p"]),
@@ -362,7 +354,7 @@ def test_the_key_never_leaks_into_any_output(
 def test_a_version_1_store_gains_the_wandb_tables_and_keeps_its_sweeps() -> None:
     home = Home()
     local = open_backend("local", home)
-    sweep = local.create_sweep(spec_of(GRID))
+    sweep = local.create_sweep(spec_of(WANDB_GRID))
     local.close()
     with sqlite3.connect(home.store_path) as conn:
         for table in ("wandb_sweeps", "wandb_runs", "wandb_agents", "wandb_synced"):
@@ -381,7 +373,7 @@ def test_a_version_1_store_gains_the_wandb_tables_and_keeps_its_sweeps() -> None
 
 def test_cli_create_without_a_key_names_the_login(tmp_path: Path) -> None:
     spec_file = tmp_path / "grid.yaml"
-    spec_file.write_text(GRID)
+    spec_file.write_text(WANDB_GRID)
     result = CliRunner().invoke(app, ["create", str(spec_file), "--backend", "wandb"])
     assert result.exit_code == 2
     assert "wandb login" in result.output and "WANDB_API_KEY" in result.output
@@ -392,7 +384,7 @@ def test_cli_create_picks_w_and_b_with_a_key_and_the_commands_follow(
     fake: FakeWandb, tmp_path: Path
 ) -> None:
     spec_file = tmp_path / "grid.yaml"
-    spec_file.write_text(GRID)
+    spec_file.write_text(WANDB_GRID)
     runner = CliRunner()
     created = runner.invoke(app, ["create", str(spec_file), "--entity", "me", "--project", "proj"])
     assert created.exit_code == 0, created.output
@@ -412,14 +404,14 @@ def test_cli_create_picks_w_and_b_with_a_key_and_the_commands_follow(
 
 def test_cli_entity_without_w_and_b_is_refused(tmp_path: Path) -> None:
     spec_file = tmp_path / "grid.yaml"
-    spec_file.write_text(GRID)
+    spec_file.write_text(WANDB_GRID)
     result = CliRunner().invoke(app, ["create", str(spec_file), "--project", "p"])
     assert result.exit_code == 2 and "--backend wandb" in result.output
 
 
 def test_cli_lists_local_and_w_and_b_sweeps_together(fake: FakeWandb, tmp_path: Path) -> None:
     spec_file = tmp_path / "grid.yaml"
-    spec_file.write_text(GRID)
+    spec_file.write_text(WANDB_GRID)
     runner = CliRunner()
     assert runner.invoke(app, ["create", str(spec_file), "--backend", "local"]).exit_code == 0
     assert runner.invoke(app, ["create", str(spec_file)]).exit_code == 0
@@ -452,7 +444,7 @@ SCHEMA_ERRORS = {
 
 
 def _base() -> dict[str, Any]:
-    return yaml.safe_load(GRID)
+    return yaml.safe_load(WANDB_GRID)
 
 
 @pytest.mark.parametrize("path", sorted(SWEEPS_DIR.glob("*.yaml")), ids=lambda p: p.name)
@@ -486,7 +478,7 @@ def test_a_valid_spec_is_accepted_by_both() -> None:
 
 def test_unknown_backend_state_transitions_are_refused(fake: FakeWandb, clock: FakeClock) -> None:
     backend = make(clock)
-    sweep = backend.create_sweep(spec_of(GRID))
+    sweep = backend.create_sweep(spec_of(WANDB_GRID))
     backend.set_sweep_state(sweep.id, SweepState.finished)
     with pytest.raises(SweeperError, match="final"):
         backend.set_sweep_state(sweep.id, SweepState.paused)
@@ -505,7 +497,7 @@ def test_checkpoints_are_artifacts_when_asked(
     checkpoint = tmp_path / "best.pt"
     checkpoint.write_text("weights")
     backend = make(clock)
-    sweep = backend.create_sweep(spec_of(GRID))
+    sweep = backend.create_sweep(spec_of(WANDB_GRID))
     run = backend.claim_run(sweep.id, "w").run
     assert run is not None
     backend.finish_run(run.id, "w", {"checkpoint_path": str(checkpoint)})
@@ -522,7 +514,7 @@ def test_a_head_checkpoints_artifact_holds_its_backbone_file(
     checkpoint.write_text("head")
     backbone.write_text("backbone")
     backend = make(clock)
-    sweep = backend.create_sweep(spec_of(GRID))
+    sweep = backend.create_sweep(spec_of(WANDB_GRID))
     run = backend.claim_run(sweep.id, "w").run
     assert run is not None
     summary = {"checkpoint_path": str(checkpoint), "checkpoint_base": str(backbone)}

@@ -15,15 +15,7 @@ from sweeper.spec import parse_spec
 from sweeper.store import SQLiteStore
 from sweeper.wandb import references
 from sweeper.wandb.client import SweepRef
-
-GRID = """
-name: grid
-method: grid
-metric: {name: val_accuracy, goal: maximize}
-parameters:
-  data_dir: {value: data/tiny}
-  lr: {values: [0.001, 0.0001]}
-"""
+from tests.specs import WANDB_GRID
 
 
 @pytest.fixture
@@ -31,7 +23,7 @@ def store() -> SQLiteStore:
     return SQLiteStore(Home().store_path)
 
 
-def keep(store: SQLiteStore, sweep_id: str, text: str = GRID, now: float = 1.0) -> None:
+def keep(store: SQLiteStore, sweep_id: str, text: str = WANDB_GRID, now: float = 1.0) -> None:
     ref = SweepRef(entity="team", project="p", id=sweep_id)
     references.record(store, ref, f"https://w/{sweep_id}", parse_spec(text), now)
 
@@ -40,7 +32,9 @@ def test_a_program_sweeps_spec_reads_back_without_its_script(
     store: SQLiteStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     (tmp_path / "train.py").write_text("import wandb\n")
-    spec = "program: train.py\n" + GRID.replace("data_dir: {value: data/tiny}", "depth: {value: 2}")
+    spec = "program: train.py\n" + WANDB_GRID.replace(
+        "data_dir: {value: data/tiny}", "depth: {value: 2}"
+    )
     keep(store, "abc123", spec)
     monkeypatch.chdir(tmp_path.parent)  # train.py is not in this working directory
     kept = references.spec_of(references.find(store, "abc123"))
@@ -52,7 +46,7 @@ def test_a_program_sweeps_spec_reads_back_without_its_script(
 
 
 def test_a_reference_recorded_with_w_and_bs_raw_config_is_parsed(store: SQLiteStore) -> None:
-    config = {**json.loads(json.dumps(parse_spec(GRID).raw)), "controller": {"type": "cloud"}}
+    config = {**json.loads(json.dumps(parse_spec(WANDB_GRID).raw)), "controller": {"type": "cloud"}}
     with store.transaction(immediate=True) as conn:
         conn.execute(
             "INSERT INTO wandb_sweeps (id, entity, project, url, name, spec, created_at)"
@@ -66,9 +60,9 @@ def test_a_reference_recorded_with_w_and_bs_raw_config_is_parsed(store: SQLiteSt
 def test_recording_again_replaces_unless_told_to_keep(store: SQLiteStore) -> None:
     keep(store, "abc123")
     ref = SweepRef(entity="other", project="q", id="abc123")
-    references.record(store, ref, "u", parse_spec(GRID), 2.0, replace=False)
+    references.record(store, ref, "u", parse_spec(WANDB_GRID), 2.0, replace=False)
     assert references.find(store, "abc123")["entity"] == "team"
-    references.record(store, ref, "u", parse_spec(GRID), 2.0)
+    references.record(store, ref, "u", parse_spec(WANDB_GRID), 2.0)
     assert references.find(store, "abc123")["entity"] == "other"
 
 
@@ -76,7 +70,7 @@ def test_references_resolve_by_id_name_or_prefix_and_say_how_to_name_one(
     store: SQLiteStore,
 ) -> None:
     keep(store, "abc123", now=1.0)
-    keep(store, "abd456", GRID.replace("name: grid", "name: other"), now=2.0)
+    keep(store, "abd456", WANDB_GRID.replace("name: grid", "name: other"), now=2.0)
     assert [r["id"] for r in references.newest_first(store)] == ["abd456", "abc123"]
     assert references.resolve(store, "other")["id"] == "abd456"
     assert references.resolve(store, "abc")["id"] == "abc123"
