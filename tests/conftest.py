@@ -6,29 +6,68 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.imagefolder import write_image_folder
 from tests.pg_server import PgServer, PgUnavailable
+from tests.shared_runs import SharedRuns
 
 #: The project root: workers import the test trainers from it as `tests.<folder>.<module>`.
 ROOT = Path(__file__).parents[1]
 
 
+#: Left out of every test's environment: no real credentials leak in.
+SECRETS = ("WANDB_API_KEY",)
+
+
+def isolated_environ(folder: Path) -> dict[str, str]:
+    """The variables that give a test in `folder` its own sweeper home and offline wandb."""
+    return {
+        "SWEEPER_HOME": str(folder / "sweeper-home"),
+        "WANDB_MODE": "offline",
+        "WANDB_SILENT": "true",
+        "WANDB_DIR": str(folder / "wandb"),
+        "NETRC": str(folder / "no-netrc"),
+        "XDG_CACHE_HOME": str(folder / "xdg-cache"),
+    }
+
+
 @pytest.fixture(autouse=True)
 def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """Every test gets its own sweeper home and offline wandb; no real credentials leak in."""
-    home = tmp_path / "sweeper-home"
-    monkeypatch.setenv("SWEEPER_HOME", str(home))
-    monkeypatch.setenv("WANDB_MODE", "offline")
-    monkeypatch.setenv("WANDB_SILENT", "true")
-    monkeypatch.setenv("WANDB_DIR", str(tmp_path / "wandb"))
-    monkeypatch.delenv("WANDB_API_KEY", raising=False)
-    monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
+    for name, value in isolated_environ(tmp_path).items():
+        monkeypatch.setenv(name, value)
+    for name in SECRETS:
+        monkeypatch.delenv(name, raising=False)
     monkeypatch.chdir(tmp_path)
-    yield home
+    yield tmp_path / "sweeper-home"
+
+
+@pytest.fixture(scope="module")
+def shared_runs(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[SharedRuns]:
+    """The module's `SHARED_RUNS` (tests/shared_runs.py) that its selected tests read, started
+    together, each job in a folder of its own."""
+    wanted = [
+        marker.args[0]
+        for item in request.session.items
+        if getattr(item, "module", None) is request.module
+        for marker in item.iter_markers("shared_run")
+    ]
+    runs = SharedRuns(request.module.SHARED_RUNS, wanted, tmp_path_factory.mktemp)
+    yield runs
+    runs.close()
+
+
+@pytest.fixture
+def shared_run(request: pytest.FixtureRequest, shared_runs: SharedRuns) -> Any:
+    """What the job named by the test's `@pytest.mark.shared_run(name)` returned."""
+    marker = request.node.get_closest_marker("shared_run")
+    assert marker is not None, "a test that reads a shared run names it: @pytest.mark.shared_run"
+    return shared_runs.result(marker.args[0])
 
 
 @pytest.fixture(scope="session")

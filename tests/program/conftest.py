@@ -7,14 +7,14 @@ import os
 import shutil
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from sweeper.locate import open_backend
 from sweeper.models import Run
 from sweeper.paths import Home
+from tests.conftest import SECRETS, isolated_environ
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPTS = ("logs_metric.py", "reads_args.py")
@@ -25,15 +25,25 @@ collect_ignore = [*SCRIPTS, "wandb_examples"]
 
 
 class Project:
-    """A folder holding a user's scripts and sweep files; `sweeper` runs in it."""
+    """A folder holding a user's scripts and sweep files; `sweeper` runs in it, in an
+    environment of its own (a module's shared runs start outside any test's)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self.home = path / ".sweeper"
         self.out = path / "out.jsonl"
-        self.env = {**os.environ, "PYTHONPATH": str(ROOT), "WANDB_MODE": "disabled"}
+        inherited = {k: v for k, v in os.environ.items() if k not in SECRETS}
+        self.env = {**inherited, **isolated_environ(path), "PYTHONPATH": str(ROOT)}
+        self.env["WANDB_MODE"] = "disabled"
         self.env["PROGRAM_OUT"] = str(self.out)
         self.env["SWEEPER_HOME"] = str(self.home)
+
+    @classmethod
+    def with_scripts(cls, path: Path) -> Project:
+        """A project in `path` holding the test scripts (logs_metric.py, reads_args.py)."""
+        for script in SCRIPTS:
+            shutil.copy(Path(__file__).parent / script, path / script)
+        return cls(path)
 
     def sweeper(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         return self.python("-m", "sweeper", *args, check=check)
@@ -73,6 +83,11 @@ class Project:
         assert proc.returncode == 0, output
         return output
 
+    def swept(self, spec: str, *agent_args: str) -> AgentRun:
+        """`spec` created as sweep.yaml, and one agent run on it to its end."""
+        sweep_id = self.create(spec)
+        return AgentRun(self, sweep_id, self.run_agent(sweep_id, *agent_args))
+
     def runs(self, sweep_id: str) -> list[Run]:
         backend = open_backend("local", Home(self.home))
         try:
@@ -85,8 +100,10 @@ class Project:
         return [json.loads(line) for line in self.out.read_text().splitlines()]
 
 
-@pytest.fixture
-def project(tmp_path: Path) -> Project:
-    for script in SCRIPTS:
-        shutil.copy(Path(__file__).parent / script, tmp_path / script)
-    return Project(tmp_path)
+@dataclass(frozen=True)
+class AgentRun:
+    """A sweep of a project and what its agent printed: what a shared run's tests read."""
+
+    project: Project
+    sweep_id: str
+    output: str
