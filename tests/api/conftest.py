@@ -7,8 +7,6 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from tests.program.conftest import Project
 
 
@@ -18,6 +16,12 @@ class ApiProject(Project):
     def __init__(self, path: Path) -> None:
         super().__init__(path)
         self.env.pop("WANDB_MODE", None)  # the agent makes the runs offline itself
+
+    @classmethod
+    def with_script(cls, path: Path) -> ApiProject:
+        """A project in `path` holding the user's script, function_sweep.py."""
+        shutil.copy(Path(__file__).parent / "function_sweep.py", path / "function_sweep.py")
+        return cls(path)
 
     def sweep(self, config: dict[str, Any], count: int | None = None) -> dict[str, Any]:
         """Run the script on `config`; its last output line: the sweep id and agent summary."""
@@ -33,9 +37,3 @@ class ApiProject(Project):
     def received(self) -> list[dict[str, Any]]:
         """The configs `train()` saw, one per call."""
         return [json.loads(line) for line in self.out.read_text().splitlines()]
-
-
-@pytest.fixture
-def api_project(tmp_path: Path) -> ApiProject:
-    shutil.copy(Path(__file__).parent / "function_sweep.py", tmp_path / "function_sweep.py")
-    return ApiProject(tmp_path)
