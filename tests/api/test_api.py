@@ -32,6 +32,10 @@ GRID = {
     },
 }
 
+#: The JSON line a user's script printed last (its sweep id and agent summary), and the
+#: sweep's runs as `sweeper status --json` lists them.
+ResultAndRuns = tuple[dict[str, Any], list[dict[str, Any]]]
+
 _AGENT_ONLY = """
 import sweeper
 from function_sweep import train
@@ -48,7 +52,7 @@ def _count_then_the_rest(folder: Path) -> tuple[Any, ...]:
     return first, runs_after_first, second, project.status(first["sweep"])["runs"], project
 
 
-def _hyperband(folder: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+def _hyperband(folder: Path) -> ResultAndRuns:
     project = ApiProject.with_script(folder)
     # The lr 0.01 run waits after its first step until it is stopped: only hyperband ends it.
     project.env["HANG_BELOW"] = "0.1"
@@ -62,7 +66,7 @@ def _hyperband(folder: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     return result, project.status(result["sweep"])["runs"]
 
 
-def _ctrl_c(folder: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+def _ctrl_c(folder: Path) -> ResultAndRuns:
     project = ApiProject.with_script(folder)
     project.env["HANG_BELOW"] = "10"  # every run waits after its first step
     script = subprocess.Popen(
@@ -178,9 +182,7 @@ def test_count_failures_and_a_grid_finished_once_per_config(shared_run: tuple[An
 
 @pytest.mark.slow
 @pytest.mark.shared_run("hyperband")
-def test_hyperband_stops_a_function_that_falls_behind(
-    shared_run: tuple[dict[str, Any], list[dict[str, Any]]],
-) -> None:
+def test_hyperband_stops_a_function_that_falls_behind(shared_run: ResultAndRuns) -> None:
     result, runs = shared_run
     assert result["summary"]["stopped"] == 1
     runs = sorted(runs, key=lambda r: r["config"]["lr"])
@@ -190,9 +192,7 @@ def test_hyperband_stops_a_function_that_falls_behind(
 
 @pytest.mark.slow
 @pytest.mark.shared_run("ctrl_c")
-def test_ctrl_c_puts_the_run_back_in_the_queue_and_returns(
-    shared_run: tuple[dict[str, Any], list[dict[str, Any]]],
-) -> None:
+def test_ctrl_c_puts_the_run_back_in_the_queue_and_returns(shared_run: ResultAndRuns) -> None:
     result, runs = shared_run
     assert (result["summary"]["reason"], result["summary"]["requeued"]) == ("Ctrl-C", 1)
     (run,) = runs
