@@ -25,7 +25,13 @@ Job = Callable[[Path], Any]
 
 
 class SharedRuns:
-    """The jobs of one module that the selected tests read, started at once (in `jobs`' order)."""
+    """The jobs of one module that the selected tests read, started at once (in `jobs`' order).
+
+    >>> runs = SharedRuns({"a": str, "b/c": str, "d": str}, ["b/c", "a"], Path)
+    >>> runs.result("b/c"), sorted(runs._futures)
+    ('b_c', ['a', 'b/c'])
+    >>> runs.close()
+    """
 
     def __init__(
         self, jobs: Mapping[str, Job], wanted: Iterable[str], folder: Callable[[str], Path]
