@@ -13,7 +13,12 @@ Two loggers with the same calls (`prepare`, `start`, `log` per epoch, `finish`):
   core, the worker never imports wandb, and the previous run's `finish` overlaps the
   next run. The helper works through every line it was sent before it exits, so a
   worker that exits (or dies: end of file) still leaves complete offline runs for
-  `sweeper sync`; a run open at end of file is finished as crashed.
+  `sweeper sync`; a run open at end of file is finished as crashed. The helper lowers its
+  own scheduling priority first thing (`HELPER_NICENESS`), so it and the wandb-core it
+  starts (which inherits it) take the CPU the training leaves: on the 2-core dev CPU they
+  otherwise competed with a head run's training for the cores. It captures no console
+  (wandb's `console="off"`): its own output is not the run's, the worker's is in the
+  run's log file.
 """
 
 from __future__ import annotations
@@ -34,6 +39,9 @@ from sweeper.wandb.credentials import has_credentials
 
 log = logging.getLogger(__name__)
 
+#: How much lower the wandb helper's scheduling priority is than its worker's (os.nice).
+HELPER_NICENESS = 10
+
 
 def wandb_mode() -> str:
     """The mode runs are logged in: $WANDB_MODE if set, else online when wandb has
@@ -50,12 +58,15 @@ class WandbLogger:
     """One wandb run per sweep run: `prepare`, `start`, `log` per epoch, `finish`.
 
     `mode` overrides `wandb_mode()`; with "disabled" (or WANDB_MODE=disabled) wandb is never
-    imported.
+    imported. `settings` go to every `wandb.init` (wandb.Settings fields).
     """
 
-    def __init__(self, wandb_dir: Path, mode: str | None = None) -> None:
+    def __init__(
+        self, wandb_dir: Path, mode: str | None = None, settings: dict[str, Any] | None = None
+    ) -> None:
         self.wandb_dir = wandb_dir
         self.mode = mode or wandb_mode()
+        self.settings = settings
         self._wandb: Any = None
         self._run: Any = None
         self._opening: threading.Thread | None = None
@@ -101,6 +112,7 @@ class WandbLogger:
                 name=run_id,
                 config=config,
                 mode=self.mode,
+                settings=self.settings,
             )
         except Exception as exc:
             self._run = None
@@ -262,6 +274,8 @@ def serve(lines: IO[str], logger: WandbLogger) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """`python -m sweeper.wandb.runlog WANDB_DIR [MODE]`: the helper process."""
+    # Before wandb starts wandb-core, which inherits it.
+    os.nice(HELPER_NICENESS)
     # Ctrl-C and SIGTERM are for the worker; the helper ends when its input does.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
@@ -269,7 +283,9 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.INFO, format="%(asctime)s wandb-helper %(levelname)s %(message)s"
     )
     args = sys.argv[1:] if argv is None else argv
-    logger = WandbLogger(Path(args[0]), mode=args[1] if len(args) > 1 else None)
+    logger = WandbLogger(
+        Path(args[0]), mode=args[1] if len(args) > 1 else None, settings={"console": "off"}
+    )
     serve(sys.stdin, logger)
     logger.teardown()
     return 0

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -157,3 +160,21 @@ def test_background_logger_disabled_starts_no_helper(
     logger.close()
     assert not logger.enabled
     assert not (tmp_path / "wandb").exists()
+
+
+def test_helper_lowers_its_scheduling_priority_before_wandb_starts(tmp_path: Path) -> None:
+    from sweeper.wandb.runlog import HELPER_NICENESS
+
+    # The helper's main with its input already ended, then its own niceness printed.
+    code = (
+        "import os, sys\n"
+        "from sweeper.wandb.runlog import main\n"
+        "main([sys.argv[1], 'disabled'])\n"
+        "print(os.getpriority(os.PRIO_PROCESS, 0))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "wandb")],
+        stdin=subprocess.DEVNULL, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    ours = os.getpriority(os.PRIO_PROCESS, 0)
+    assert int(done.stdout.split()[-1]) == min(19, ours + HELPER_NICENESS) > ours
