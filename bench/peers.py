@@ -9,17 +9,19 @@ its backbone. The same data, backbone and seed go to every way:
    W&B's controller does), each run a fresh `python` process training from the images
    with no caches (`feature_cache: false`, which also turns the decoded-image cache off),
    as the seed project ran it (without its wandb logging);
-2. Optuna: a TPE sampler (seeded) with RDB storage on SQLite, `trainer.train` called in
-   this process for each trial, with the caches sweeper uses (cold at the start);
+2. Optuna: a TPE sampler (seeded) with RDB storage on SQLite, `trainer.train` called for
+   each trial in one process of its own (bench/optuna_loop.py), with the caches sweeper
+   uses (cold at the start);
 3. sweeper: `sweeper create` + `sweeper agent --gpus none` as subprocesses, whole
    processes timed, with wandb logging offline as `make demo` does (`--wandb disabled`
    turns it off).
 
 Per way: wall time, distinct configs, the best run's val and test accuracy, and the
-overhead per run: (wall - the sum of the runs' own training seconds) / runs. Optuna is
-timed from its import, in a process that has already imported torch and the trainer, as
-a notebook user's would: its trials start no process, which is the cost the other two
-ways pay per run. The table is Markdown, ready for BENCHMARKS.md.
+overhead per run: (wall - the sum of the runs' own training seconds) / runs. Every way is
+timed as whole processes, from the start of its first to the exit of its last, imports
+included: Optuna's is one process (python, torch, the trainer, optuna, then the trials,
+which start no process), the cost the other two ways pay per run. The table is Markdown,
+ready for BENCHMARKS.md.
 
     .venv/bin/python bench/peers.py                 # the demo's data, 22 runs per way (~10-15 min, quiet 2-core CPU)
     .venv/bin/python bench/peers.py --quick         # 6 runs per way, 1 pretraining epoch
@@ -63,9 +65,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from demo.dataset import DemoDataSpec, build_demo_data, render_digit
 from demo.pretrain import PretrainSpec, pretrain_backbone
 from sweeper.engine import config_key
-from trainer import TrainConfig, TrainResult, train
+from trainer import TrainConfig, TrainResult
 
 REPO = Path(__file__).resolve().parents[1]
+#: Optuna's way: its loop in a process of its own, timed whole.
+OPTUNA_LOOP = REPO / "bench" / "optuna_loop.py"
 #: The seeds' sweep, whose swept parameters every way searches.
 HEAD_SPEC = REPO / "sweeps" / "head_bayes.yaml"
 #: The seed project's training script, reduced to its call: one fresh process per run.
@@ -231,27 +235,16 @@ def seed_loop(setup: Setup, home: Path) -> WayResult:
 
 
 def optuna_way(setup: Setup, home: Path) -> WayResult:
-    """Optuna's TPE on SQLite, `trainer.train` in this process with sweeper's caches."""
+    """Optuna's TPE on SQLite, `trainer.train` in one process (bench/optuna_loop.py) with
+    sweeper's caches; the whole process timed, its imports included."""
+    setup_file, out = home / "setup.json", home / "trials.json"
+    setup_file.write_text(setup.model_dump_json())
+    loop = [sys.executable, str(OPTUNA_LOOP), str(setup_file), str(home), str(out), str(SEED)]
     started = time.perf_counter()
-    import optuna
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(
-        study_name="head",
-        storage=optuna.storages.RDBStorage(f"sqlite:///{home / 'optuna.db'}"),
-        sampler=optuna.samplers.TPESampler(seed=SEED),
-        direction="maximize",
-    )
-    trials: list[Trial] = []
-
-    def objective(trial: optuna.Trial) -> float:
-        config = {n: trial.suggest_categorical(n, values) for n, values in setup.space.items()}
-        result = train(TrainConfig(**setup.fixed, **config, cache_dir=str(home / "cache")))
-        trials.append(_trial(config, result))
-        return result.best_val_accuracy
-
-    study.optimize(objective, n_trials=setup.runs)
-    return WayResult(way="Optuna", wall_seconds=time.perf_counter() - started, trials=trials)
+    subprocess.run(loop, check=True, env=_env())
+    wall = time.perf_counter() - started
+    trials = [Trial.model_validate(trial) for trial in json.loads(out.read_text())]
+    return WayResult(way="Optuna", wall_seconds=wall, trials=trials)
 
 
 def sweeper_way(
@@ -366,7 +359,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     epochs = args.pretrain_epochs or (1 if args.quick else pretrain.epochs)
 
     if args.threads:
-        # OMP_NUM_THREADS for the runs' and the agent's processes, set_num_threads for Optuna's.
+        # OMP_NUM_THREADS for every way's processes, set_num_threads for this one's pretraining.
         os.environ["OMP_NUM_THREADS"] = str(args.threads)
         torch.set_num_threads(args.threads)
     random.seed(SEED)

@@ -13,11 +13,22 @@ Two loggers with the same calls (`prepare`, `start`, `log` per epoch, `finish`):
   core, the worker never imports wandb, and the previous run's `finish` overlaps the
   next run. The helper works through every line it was sent before it exits, so a
   worker that exits (or dies: end of file) still leaves complete offline runs for
-  `sweeper sync`; a run open at end of file is finished as crashed.
+  `sweeper sync`; a run open at end of file is finished as crashed. The helper lowers its
+  own scheduling priority first thing (`HELPER_NICENESS`), so it and the wandb-core it
+  starts (which inherits it) take the CPU the training leaves: on the 2-core dev CPU they
+  otherwise competed with a head run's training for the cores. It captures no console
+  (wandb's `console="off"`): its own output is not the run's, the worker's is in the
+  run's log file.
+
+wandb lists the installed packages at every `wandb.init` (the run's requirements.txt):
+0.3-0.9 s of package-metadata parsing per run on the dev CPU, most of what a mirrored run
+cost the helper. A process's packages do not change between its runs, so `WandbLogger`
+lists them once (with wandb's own `working_set`) and saves the list into each run.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -27,12 +38,15 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, NoReturn
 
 from sweeper.errors import SweeperError
 from sweeper.wandb.credentials import has_credentials
 
 log = logging.getLogger(__name__)
+
+#: How much lower the wandb helper's scheduling priority is than its worker's (os.nice).
+HELPER_NICENESS = 10
 
 
 def wandb_mode() -> str:
@@ -50,12 +64,15 @@ class WandbLogger:
     """One wandb run per sweep run: `prepare`, `start`, `log` per epoch, `finish`.
 
     `mode` overrides `wandb_mode()`; with "disabled" (or WANDB_MODE=disabled) wandb is never
-    imported.
+    imported. `settings` go to every `wandb.init` (wandb.Settings fields).
     """
 
-    def __init__(self, wandb_dir: Path, mode: str | None = None) -> None:
+    def __init__(
+        self, wandb_dir: Path, mode: str | None = None, settings: dict[str, Any] | None = None
+    ) -> None:
         self.wandb_dir = wandb_dir
         self.mode = mode or wandb_mode()
+        self.settings = settings
         self._wandb: Any = None
         self._run: Any = None
         self._opening: threading.Thread | None = None
@@ -101,7 +118,9 @@ class WandbLogger:
                 name=run_id,
                 config=config,
                 mode=self.mode,
+                settings={"x_save_requirements": False, **(self.settings or {})},
             )
+            self._save_requirements(self._run)
         except Exception as exc:
             self._run = None
             log.warning(
@@ -113,6 +132,21 @@ class WandbLogger:
             self.mode,
             time.perf_counter() - began,
         )
+
+    @functools.cached_property
+    def _requirements(self) -> str:
+        """This process's installed packages as requirements.txt lines, listed once."""
+        from wandb.util import working_set
+
+        return "".join(f"{package.key}=={package.version}\n" for package in working_set())
+
+    def _save_requirements(self, run: Any) -> None:
+        """Save the package list into `run` as requirements.txt, as wandb.init would."""
+        path = Path(run.dir) / "requirements.txt"
+        partial = path.with_name(f".{path.name}.tmp")
+        partial.write_text(self._requirements)
+        partial.replace(path)
+        run.save(str(path), base_path=run.dir, policy="now")
 
     def _opened(self, wait: bool) -> bool:
         """True once the run is open (or failed to open); with `wait`, block until then."""
@@ -262,6 +296,8 @@ def serve(lines: IO[str], logger: WandbLogger) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """`python -m sweeper.wandb.runlog WANDB_DIR [MODE]`: the helper process."""
+    # Before wandb starts wandb-core, which inherits it.
+    os.nice(HELPER_NICENESS)
     # Ctrl-C and SIGTERM are for the worker; the helper ends when its input does.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
@@ -269,11 +305,23 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.INFO, format="%(asctime)s wandb-helper %(levelname)s %(message)s"
     )
     args = sys.argv[1:] if argv is None else argv
-    logger = WandbLogger(Path(args[0]), mode=args[1] if len(args) > 1 else None)
+    logger = WandbLogger(
+        Path(args[0]), mode=args[1] if len(args) > 1 else None, settings={"console": "off"}
+    )
     serve(sys.stdin, logger)
     logger.teardown()
     return 0
 
 
+def _exit_now(code: int) -> NoReturn:
+    """Exit without interpreter teardown: wandb's exit handlers took 0.7 s after `main`
+    returned, and the worker waits for this process before it exits. Nothing is left to
+    write: `teardown` waited for wandb-core, which writes the runs' files."""
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    _exit_now(main())

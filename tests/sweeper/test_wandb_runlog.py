@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import logging
+import os
+import subprocess
+import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
+import wandb
 from wandb.sdk.lib.urls import DEFAULT_BASE_URL
 
 from sweeper.wandb.runlog import WandbLogger, wandb_mode
@@ -68,6 +73,34 @@ def test_offline_run_is_written_under_the_home(tmp_path: Path) -> None:
     # wandb-core writes the run's file, named after wandb's own run id, a moment after
     # finish returns.
     wait_for_records(runs[0] / f"run-{runs[0].name.rsplit('-', 1)[1]}.wandb", "history", 2)
+    # The package list is saved with the run, as wandb.init's own would be.
+    requirements = (runs[0] / "files" / "requirements.txt").read_text().splitlines()
+    assert f"wandb=={wandb.__version__}" in requirements
+    assert "requirements.txt" in _saved_files(next(runs[0].glob("*.wandb")))
+
+
+def test_packages_are_listed_once_for_all_runs_of_a_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import wandb.util
+
+    listed: list[int] = []
+    real = wandb.util.working_set
+
+    def counted() -> Any:
+        listed.append(1)
+        return real()
+
+    monkeypatch.setattr(wandb.util, "working_set", counted)
+    logger = WandbLogger(tmp_path / "wandb")
+    for run_id in ("run00001", "run00002"):
+        logger.start("sweep1", run_id, {})
+        logger.finish({}, "finished")
+    runs = sorted((tmp_path / "wandb" / "wandb").glob("offline-run-*"))
+    assert len(runs) == 2 and len(listed) == 1
+    assert [(r / "files" / "requirements.txt").read_text() for r in runs] == [
+        logger._requirements
+    ] * 2
 
 
 def test_disabled_mode_writes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -105,6 +138,17 @@ def _record_kinds(wandb_file: Path) -> list[str]:
     from sweeper.wandb import runfile
 
     return [r.WhichOneof("record_type") for r in runfile.records(wandb_file)]
+
+
+def _saved_files(wandb_file: Path) -> list[str]:
+    from sweeper.wandb import runfile
+
+    return [
+        item.path
+        for r in runfile.records(wandb_file)
+        if r.WhichOneof("record_type") == "files"
+        for item in r.files.files
+    ]
 
 
 def test_background_logger_leaves_complete_offline_runs_for_sync(tmp_path: Path) -> None:
@@ -157,3 +201,21 @@ def test_background_logger_disabled_starts_no_helper(
     logger.close()
     assert not logger.enabled
     assert not (tmp_path / "wandb").exists()
+
+
+def test_helper_lowers_its_scheduling_priority_before_wandb_starts(tmp_path: Path) -> None:
+    from sweeper.wandb.runlog import HELPER_NICENESS
+
+    # The helper's main with its input already ended, then its own niceness printed.
+    code = (
+        "import os, sys\n"
+        "from sweeper.wandb.runlog import main\n"
+        "main([sys.argv[1], 'disabled'])\n"
+        "print(os.getpriority(os.PRIO_PROCESS, 0))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "wandb")],
+        stdin=subprocess.DEVNULL, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    ours = os.getpriority(os.PRIO_PROCESS, 0)
+    assert int(done.stdout.split()[-1]) == min(19, ours + HELPER_NICENESS) > ours
