@@ -1,14 +1,21 @@
 """Benchmark the CLI's start-up: process wall time of `sweeper --help`, `ls`, `status` and
 `validate <spec>`, with `wandb --help` timed in the same run for scale.
 
-    .venv/bin/python bench/cli_latency.py [--runs 7] [--spec sweeps/head_bayes.yaml]
+    .venv/bin/python bench/cli_latency.py [--runs 7] [--spec sweeps/head_bayes.yaml] [--against DIR]
 
 Each command runs as a fresh process, as a user types it (`python -m sweeper`, the
 console script's import path), against a temporary home holding one local sweep, after
 one untimed round that fills the disk cache and Python's bytecode caches (`__pycache__`)
 as a user's first run does. The commands take turns, so load from other jobs falls on all
 of them alike. Prints the median wall and CPU time per command, their ratios to
-`wandb --help`, and whether each meets the 0.6 s goal.
+`wandb --help`, and whether each meets the 0.6 s goal (`create`, timed too since it starts
+every sweep of a race, has none).
+
+`--against DIR` times another checkout of sweeper (e.g. `git archive <commit>` unpacked in
+a temporary folder) in the same run, its commands taking turns with this tree's, each
+against its own home, so a change is measured side by side under the same load. The
+other tree runs from its own folder: `python -m` puts the working folder first on the
+import path.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -28,7 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 GOAL_S = 0.6
 
 
-def timed(argv: list[str], env: dict[str, str]) -> tuple[float, float]:
+def timed(argv: list[str], env: dict[str, str], cwd: Path) -> tuple[float, float]:
     """Wall seconds and CPU seconds (user + system) of one process run of `argv`.
 
     CPU time is what the wall time would be on an idle machine (start-up is single
@@ -37,65 +45,95 @@ def timed(argv: list[str], env: dict[str, str]) -> tuple[float, float]:
     """
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
-    subprocess.run(argv, env=env, cwd=ROOT, check=True, capture_output=True)
+    subprocess.run(argv, env=env, cwd=cwd, check=True, capture_output=True)
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+@dataclass(frozen=True)
+class Command:
+    """One command line to time, with the tree it runs from and its environment."""
+
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    cwd: Path
+
+
+def tree_commands(tree: Path, label: str, spec: Path, scratch: Path) -> list[Command]:
+    """The timed commands of one sweeper tree, each tree with its own homes under `scratch`.
+
+    `ls` and `status` show one local sweep, made here untimed; `create` stores a new sweep
+    at each run in a home of its own, so that the others' output does not grow.
+    """
+    env = {
+        **os.environ,
+        "SWEEPER_HOME": str(scratch / "home"),
+        "WANDB_MODE": "offline",
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(tree), os.environ.get("PYTHONPATH")])),
+    }
+    env.pop("WANDB_API_KEY", None)
+    # A user's Python writes bytecode caches; with PYTHONDONTWRITEBYTECODE (set on some dev
+    # machines) every run would also time compiling each of our modules from source.
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    sweeper = [sys.executable, "-m", "sweeper"]
+    create = [*sweeper, "create", str(spec), "--backend", "local"]
+    subprocess.run(create, env=env, cwd=tree, check=True, capture_output=True)
+    shown = os.path.relpath(spec, ROOT)
+    return [
+        Command(f"sweeper --help{label}", [*sweeper, "--help"], env, tree),
+        Command(f"sweeper ls{label}", [*sweeper, "ls"], env, tree),
+        Command(f"sweeper status{label}", [*sweeper, "status"], env, tree),
+        Command(f"sweeper validate {shown}{label}", [*sweeper, "validate", str(spec)], env, tree),
+        Command(
+            f"sweeper create {shown}{label}",
+            create,
+            {**env, "SWEEPER_HOME": str(scratch / "create-home")},
+            tree,
+        ),
+    ]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=7, help="Runs per command (median taken).")
     parser.add_argument("--spec", default="sweeps/head_bayes.yaml", help="Spec to validate.")
+    parser.add_argument(
+        "--against", type=Path, help="Another sweeper tree to time side by side (a baseline)."
+    )
     args = parser.parse_args()
+    spec = (ROOT / args.spec).resolve()
 
     load_before = os.getloadavg()[0]
-    with tempfile.TemporaryDirectory() as home:
-        env = {
-            **os.environ,
-            "SWEEPER_HOME": home,
-            "WANDB_MODE": "offline",
-            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
-        }
-        env.pop("WANDB_API_KEY", None)
-        # A user's Python writes bytecode caches; with PYTHONDONTWRITEBYTECODE (set on some dev
-        # machines) every run would also time compiling each of our modules from source.
-        env.pop("PYTHONDONTWRITEBYTECODE", None)
-        sweeper = [sys.executable, "-m", "sweeper"]
-        # Setup, not timed: one local sweep for `ls` and `status` to show.
-        subprocess.run(
-            [*sweeper, "create", args.spec, "--backend", "local"],
-            env=env,
-            cwd=ROOT,
-            check=True,
-            capture_output=True,
-        )
+    with tempfile.TemporaryDirectory() as scratch:
+        commands = tree_commands(ROOT, "", spec, Path(scratch, "this"))
+        if args.against:
+            against = args.against.resolve()
+            baseline = tree_commands(against, " [against]", spec, Path(scratch, "against"))
+            commands = [c for pair in zip(baseline, commands, strict=True) for c in pair]
         wandb_script = Path(sys.executable).with_name("wandb")
-        commands = {
-            "sweeper --help": [*sweeper, "--help"],
-            "sweeper ls": [*sweeper, "ls"],
-            "sweeper status": [*sweeper, "status"],
-            f"sweeper validate {args.spec}": [*sweeper, "validate", args.spec],
-            "wandb --help": [str(wandb_script), "--help"],
-        }
-        walls: dict[str, list[float]] = {name: [] for name in commands}
-        cpus: dict[str, list[float]] = {name: [] for name in commands}
-        for argv in commands.values():  # untimed: fills the disk and bytecode caches
-            subprocess.run(argv, env=env, cwd=ROOT, check=True, capture_output=True)
+        commands.append(
+            Command("wandb --help", [str(wandb_script), "--help"], dict(os.environ), ROOT)
+        )
+        walls: dict[str, list[float]] = {c.name: [] for c in commands}
+        cpus: dict[str, list[float]] = {c.name: [] for c in commands}
+        for c in commands:  # untimed: fills the disk and bytecode caches
+            subprocess.run(c.argv, env=c.env, cwd=c.cwd, check=True, capture_output=True)
         for _ in range(args.runs):
-            for name, argv in commands.items():
-                wall, cpu = timed(argv, env)
-                walls[name].append(wall)
-                cpus[name].append(cpu)
+            for c in commands:
+                wall, cpu = timed(c.argv, c.env, c.cwd)
+                walls[c.name].append(wall)
+                cpus[c.name].append(cpu)
 
     wall = {name: statistics.median(values) for name, values in walls.items()}
     cpu = {name: statistics.median(values) for name, values in cpus.items()}
-    width = max(len(name) for name in commands)
+    width = max(len(name) for name in walls)
     print(f"{'command':<{width}}  wall s  x wandb  CPU s  x wandb  <= {GOAL_S} s (wall / CPU)")
-    for name in commands:
+    for name in walls:
         goal = (
             ""
-            if name.startswith("wandb")
+            if name.startswith(("wandb", "sweeper create"))
             else " / ".join("yes" if t <= GOAL_S else "no" for t in (wall[name], cpu[name]))
         )
         print(

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.markup import escape
 
-from sweeper.cli.app import err, home_of, out, print_json
+from sweeper.cli.app import SweepArgument, err, home_of, out, print_json
 from sweeper.errors import SweeperError
 from sweeper.locate import locate
 from sweeper.paths import STORE_ENV
@@ -20,9 +20,7 @@ if TYPE_CHECKING:
 
 def agent(
     ctx: typer.Context,
-    sweep: Annotated[
-        str | None, typer.Argument(help="Sweep id or name (default: the current sweep).")
-    ] = None,
+    sweep: SweepArgument = None,
     gpus: Annotated[
         str | None,
         typer.Option(
@@ -96,9 +94,7 @@ def agent(
 
 def launch(
     ctx: typer.Context,
-    sweep: Annotated[
-        str | None, typer.Argument(help="Sweep id or name (default: the current sweep).")
-    ] = None,
+    sweep: SweepArgument = None,
     slurm: Annotated[
         bool, typer.Option("--slurm", help="Submit the agents as SLURM jobs.")
     ] = False,

@@ -28,6 +28,12 @@ from sweeper.paths import Home
 if TYPE_CHECKING:
     from sweeper.models import Sweep
 
+#: The optional sweep argument of the commands that act on one sweep (`status`, `agent`,
+#: `launch`): one declaration, so its help reads the same in each.
+SweepArgument = Annotated[
+    str | None, typer.Argument(help="Sweep id or name (default: the current sweep).")
+]
+
 
 def _console(stderr: bool = False) -> Console:
     """A rich console that hard-wraps only on a terminal: in a pipe, rich would break lines

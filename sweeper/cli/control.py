@@ -8,6 +8,9 @@ import typer
 from sweeper.cli.app import home_of, out
 from sweeper.locate import locate
 
+#: The sweep argument of pause, resume and cancel.
+_Sweep = Annotated[str | None, typer.Argument(help="Sweep id or name (default: current).")]
+
 
 def _set_state(ctx: typer.Context, sweep: str | None, state: str, verb: str) -> None:
     from sweeper.models import SweepState
@@ -19,9 +22,7 @@ def _set_state(ctx: typer.Context, sweep: str | None, state: str, verb: str) -> 
 
 def pause(
     ctx: typer.Context,
-    sweep: Annotated[
-        str | None, typer.Argument(help="Sweep id or name (default: current).")
-    ] = None,
+    sweep: _Sweep = None,
 ) -> None:
     """Pause a sweep: agents re-queue their runs within one heartbeat and exit.
 
@@ -32,9 +33,7 @@ def pause(
 
 def resume(
     ctx: typer.Context,
-    sweep: Annotated[
-        str | None, typer.Argument(help="Sweep id or name (default: current).")
-    ] = None,
+    sweep: _Sweep = None,
 ) -> None:
     """Resume a paused sweep; start agents again to continue it.
 
@@ -45,9 +44,7 @@ def resume(
 
 def cancel(
     ctx: typer.Context,
-    sweep: Annotated[
-        str | None, typer.Argument(help="Sweep id or name (default: current).")
-    ] = None,
+    sweep: _Sweep = None,
 ) -> None:
     """Cancel a sweep for good: running runs stop, pending runs are dropped.
 

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.markup import escape
 
-from sweeper.cli.app import home_of, out, print_json, sweep_json
+from sweeper.cli.app import SweepArgument, home_of, out, print_json, sweep_json
 from sweeper.locate import current_id, list_all, locate
 
 if TYPE_CHECKING:
@@ -80,9 +80,7 @@ def _duration(run: "Run") -> str:
 
 def status(
     ctx: typer.Context,
-    sweep: Annotated[
-        str | None, typer.Argument(help="Sweep id or name (default: the current sweep).")
-    ] = None,
+    sweep: SweepArgument = None,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the sweep object plus its runs.")
     ] = False,

@@ -4,13 +4,15 @@ The package's modules, one layer each:
 
 - `loading`: reading the file, PyYAML's safe loader with duplicate keys refused, plain data;
 - `schema`: W&B's own sweep-config schema, alone (usable for any W&B spec);
+- `draft7`: the yes-or-no JSON Schema check that spares a valid spec jsonschema's import;
 - `trainer_layer`: a trainer sweep's every parameter name and value against `trainer.TrainConfig`;
 - `program_layer`: a program sweep's (the user's own script) local checks, and which kind a spec is;
 - `messages`: the sentences problems are written in;
 - `swept`: which parameters a spec varies (the one definition);
 - `sweep_spec`: `SweepSpec` and `parse_spec` / `load_spec` / `spec_from_data`, which run the layers.
 
-Importing the package is light (pydantic only): the layers load when a spec is validated.
+Importing the package is light (pydantic only): the layers load when a spec is validated,
+and jsonschema only when a spec fails W&B's schema and its problems must be worded.
 
 All problems are reported at once in one `SpecError`. `SweepSpec.raw` is the mapping
 exactly as loaded, so the engine sees what W&B would.

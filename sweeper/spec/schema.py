@@ -7,6 +7,10 @@ What the schema cannot express is checked in code right after it, as the engine 
 (min < max, probabilities that sum to 1, grid search's distributions, bayes needing
 something to vary).
 
+A valid spec is checked without importing jsonschema (a fifth of `sweeper validate`'s
+start-up): `draft7` gives the verdict over W&B's same file, and jsonschema is imported only
+for a document that fails, to word each problem (`errors`).
+
 This layer knows nothing of the trainer: `wandb_problems` validates any W&B sweep spec,
 whatever its parameters mean (a program sweep's are the user's own). The trainer layer
 (`sweeper.spec.trainer_layer`) checks the leaves this layer accepts.
@@ -28,17 +32,18 @@ import json
 import math
 import numbers
 import re
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import jsonschema
-from jsonschema import validators
+from typing import TYPE_CHECKING, Any
 
 from sweeper.errors import did_you_mean
+from sweeper.spec import draft7
 from sweeper.spec.messages import describe, join, or_list, schema_messages
 from sweeper.spec.swept import swept_parameters
+
+if TYPE_CHECKING:
+    import jsonschema
 
 #: Methods sweeper runs with wandb's engine (`custom` needs a W&B scheduler).
 METHODS = ("bayes", "random", "grid")
@@ -67,39 +72,44 @@ def schema_path() -> Path:
     return Path(next(iter(found.submodule_search_locations))) / "config" / "schema.json"
 
 
-def _fill_defaults(
-    validator: Any, properties: dict[str, Any], instance: Any, schema: dict[str, Any]
-) -> Iterator[jsonschema.ValidationError]:
-    """Draft 7's `properties` check; when it passes, the properties' defaults are set."""
-    errored = False
-    for error in validators.Draft7Validator.VALIDATORS["properties"](
-        validator, properties, instance, schema
-    ):
-        errored = True
-        yield error
-    if not errored:
-        for name, subschema in properties.items():
-            if "default" in subschema:
-                instance.setdefault(name, subschema["default"])
-
-
 #: W&B's schema as its `sweeps` package reads it.
 SCHEMA: dict[str, Any] = json.loads(schema_path().read_text(encoding="utf-8"))
 #: The schema's definitions; those used below (leaf parameters, metric, hyperband) hold no $ref.
 DEFINITIONS: dict[str, Any] = SCHEMA["definitions"]
-#: The formats W&B's schema names, checked as `sweeps.config.schema` checks them (that module
-#: imports the engine, so its checker cannot be borrowed without scipy).
-FORMAT_CHECKER = jsonschema.FormatChecker()
-FORMAT_CHECKER.checks("float")(lambda value: isinstance(value, float))
-FORMAT_CHECKER.checks("integer")(lambda value: isinstance(value, int))
-#: A validator that also fills in the schema's defaults, jsonschema's documented recipe (the
-#: same as the engine's `DefaultFiller`).
-DefaultFiller: Callable[..., jsonschema.Draft7Validator] = validators.extend(
-    validators.Draft7Validator, {"properties": _fill_defaults}
-)
-VALIDATOR = jsonschema.Draft7Validator(SCHEMA, format_checker=FORMAT_CHECKER)
 _NAME_PATTERN = re.compile(DEFINITIONS["parameters"]["propertyNames"]["pattern"])
 DEFAULT_GOAL: str = DEFINITIONS["metric"]["properties"]["goal"]["default"]
+
+
+def errors(schema: dict[str, Any], instance: Any) -> list[jsonschema.ValidationError]:
+    """jsonschema's errors for `instance` under `schema` (W&B's or one of its definitions).
+
+    None when `draft7` finds it valid, so that jsonschema is imported only for a failure.
+    """
+    try:
+        if draft7.is_valid(schema, instance):
+            return []
+    except draft7.Unsupported:
+        pass  # jsonschema decides
+    return list(validator(schema).iter_errors(instance))
+
+
+def validator(schema: dict[str, Any]) -> jsonschema.Draft7Validator:
+    """jsonschema's Draft 7 validator for `schema`, with W&B's formats."""
+    import jsonschema
+
+    return jsonschema.Draft7Validator(schema, format_checker=_format_checker())
+
+
+@functools.cache
+def _format_checker() -> jsonschema.FormatChecker:
+    """The formats W&B's schema names (`draft7.FORMATS`), as `sweeps.config.schema` checks
+    them: that module imports the engine, so its checker cannot be borrowed without scipy."""
+    import jsonschema
+
+    checker = jsonschema.FormatChecker()
+    for name, check in draft7.FORMATS.items():
+        checker.checks(name)(check)
+    return checker
 
 
 @dataclass(frozen=True)
@@ -172,7 +182,7 @@ def check(data: dict[str, Any], settings: Collection[str] = ()) -> SchemaCheck:
 
 def document_problems(data: dict[str, Any]) -> list[str]:
     """W&B's schema on the whole document, last: whatever the checks by part missed."""
-    return [f"W&B's sweep schema: {e.message}" for e in VALIDATOR.iter_errors(data)]
+    return [f"W&B's sweep schema: {e.message}" for e in errors(SCHEMA, data)]
 
 
 def top_level_problems(data: dict[str, Any], settings: Collection[str] = ()) -> list[str]:
@@ -180,7 +190,7 @@ def top_level_problems(data: dict[str, Any], settings: Collection[str] = ()) -> 
     problems: list[str] = []
     # `parameters` is walked leaf by leaf instead: the schema's anyOf errors name no key.
     outside = {key: value for key, value in data.items() if key != "parameters"}
-    for error in VALIDATOR.iter_errors(outside):
+    for error in errors(SCHEMA, outside):
         problems += _top_level_messages(error, settings)
     run_cap = data.get("run_cap")
     if isinstance(run_cap, float):  # JSON schema's "integer" accepts 5.0
@@ -215,11 +225,8 @@ def _top_level_messages(error: jsonschema.ValidationError, settings: Collection[
         and error.validator == "oneOf"
         and isinstance(error.instance, dict)
     ):
-        hyperband = jsonschema.Draft7Validator(
-            DEFINITIONS["hyperband_stopping"], format_checker=FORMAT_CHECKER
-        )
         messages: list[str] = []
-        for inner in hyperband.iter_errors(error.instance):
+        for inner in errors(DEFINITIONS["hyperband_stopping"], error.instance):
             if inner.validator == "anyOf":
                 messages.append("early_terminate: hyperband needs min_iter, or both max_iter and s")
             else:
@@ -330,8 +337,7 @@ class Variant:
     definition: str  # the schema definition, as sweeps names parameter types: "param_uniform"
     distribution: str
     required: frozenset[str]
-    validator: jsonschema.Draft7Validator
-    filler: jsonschema.Draft7Validator  # sets the schema's defaults while validating
+    schema: dict[str, Any]
 
 
 @functools.cache
@@ -349,8 +355,7 @@ def variants() -> list[Variant]:
                     definition=definition,
                     distribution=variant["properties"]["distribution"]["enum"][0],
                     required=frozenset(variant.get("required", ())),
-                    validator=jsonschema.Draft7Validator(variant, format_checker=FORMAT_CHECKER),
-                    filler=DefaultFiller(variant, format_checker=FORMAT_CHECKER),
+                    schema=variant,
                 )
             )
     return found
@@ -377,11 +382,11 @@ def leaf_variant(leaf: Leaf) -> tuple[Variant | None, list[str]]:
     candidates.sort(key=lambda v: not v.required <= leaf.config.keys())
     closest: tuple[Variant, list[jsonschema.ValidationError]] | None = None
     for variant in candidates:
-        errors = list(variant.validator.iter_errors(leaf.config))
-        if not errors:
+        found = errors(variant.schema, leaf.config)
+        if not found:
             return variant, []
-        if closest is None or len(errors) < len(closest[1]):
-            closest = (variant, errors)
+        if closest is None or len(found) < len(closest[1]):
+            closest = (variant, found)
     assert closest is not None  # every distribution has a variant
     what = f"a {closest[0].distribution} parameter"
     return None, schema_messages(closest[1], leaf.path, what)
@@ -393,11 +398,37 @@ def fill(leaf: Leaf, variant: Variant) -> dict[str, Any]:
     Raises ValueError when min is not less than max (sweeps' own check).
     """
     filled = copy.deepcopy(leaf.config)
-    variant.filler.validate(filled)
+    try:
+        draft7.fill_defaults(variant.schema, filled)
+    except draft7.Unsupported:
+        _default_filler(variant.schema).validate(filled)
     low, high = filled.get("min"), filled.get("max")
     if isinstance(low, numbers.Real) and isinstance(high, numbers.Real) and low >= high:
         raise ValueError(f"{leaf.name}: min {low} is not less than max {high}")
     return filled
+
+
+def _default_filler(schema: dict[str, Any]) -> jsonschema.Draft7Validator:
+    """A validator that also fills in the schema's defaults, jsonschema's documented recipe
+    (the same as the engine's `DefaultFiller`)."""
+    from jsonschema import validators
+
+    def fill_defaults(
+        validator: Any, properties: dict[str, Any], instance: Any, schema: dict[str, Any]
+    ) -> Iterator[jsonschema.ValidationError]:
+        errored = False
+        for error in validators.Draft7Validator.VALIDATORS["properties"](
+            validator, properties, instance, schema
+        ):
+            errored = True
+            yield error
+        if not errored:
+            for name, subschema in properties.items():
+                if "default" in subschema:
+                    instance.setdefault(name, subschema["default"])
+
+    filler = validators.extend(validators.Draft7Validator, {"properties": fill_defaults})
+    return filler(schema, format_checker=_format_checker())
 
 
 def deprecation(variant: Variant) -> str | None:

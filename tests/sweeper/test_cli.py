@@ -13,7 +13,18 @@ import pytest
 from tests.sweeper.cli_testkit import invoke, run_cli
 
 #: Modules a command that neither trains, reports nor talks to W&B must not import.
-HEAVY = ("torch", "wandb", "scipy", "sklearn", "sweeps", "pandas", "jinja2", "reports", "agent")
+HEAVY = (
+    "torch",
+    "wandb",
+    "scipy",
+    "sklearn",
+    "sweeps",
+    "pandas",
+    "jinja2",
+    "reports",
+    "agent",
+    "jsonschema",  # a valid spec is checked without it (sweeper/spec/draft7.py)
+)
 
 
 @pytest.mark.parametrize(
