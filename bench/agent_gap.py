@@ -1,21 +1,24 @@
 """How long a slot sits idle between two head runs: warm reuse vs a fresh process per run vs cold,
 and with bayes search, whose claim fits a GP.
 
-    python bench/agent_gap.py [--runs 5] [--wandb offline] [--ways reuse,fresh,cold,bayes,bayes-check]
+    python bench/agent_gap.py [--runs 5] [--wandb offline] [--ways reuse,fresh,cold,bayes,...]
 
-One agent with one CPU slot trains a grid of `--runs` head-tuning configs with the real
-trainer (a resnet18 with a random backbone checkpoint, no download; 10 classes x 24
-images at 64 px) three ways, in one run of this script, on the same data and warm disk
-caches:
+One agent with one CPU slot trains `--runs` head-tuning configs with the real trainer (a
+resnet18 with a random backbone checkpoint, no download; 10 classes x 24 images at 64
+px) in several ways, in one run of this script, on the same data and warm disk caches
+(a grid of learning rates unless the way says bayes):
 
 - reuse: the default, one warm worker process trains run after run;
 - fresh: `--fresh-process`, a fresh process per run, started as a spare during the run before;
 - cold: a fresh process per run started only when the run is due (no spare);
 - bayes: reuse, with bayes search over the seeds' head space (epochs {1, 2} x dropout
-  {0, 0.2, 0.3} x batch {32, 64} x lr {1e-3, 1e-4}, run_cap `--runs`), so each claim is
-  a GP proposal on the runs so far (the seeds' sweep: `--runs 22`);
-- bayes-check: bayes as W&B's engine runs it alone, every parameter checked against
-  its schema on every proposal (what sweeper.engine did before it kept the outcome).
+  {0, 0.2, 0.3} x batch {32, 64} x lr {1e-3, 1e-4}, run_cap `--runs`; the seeds' sweep
+  is `--runs 22`): the default, each proposal made while the run before it trains
+  (`sweeper.engine.propose_ahead`), so it lacks that run's result;
+- bayes-end: bayes proposed at the claim, when the run before has ended (a GP fit in
+  every gap);
+- bayes-check: bayes-end with every parameter checked against W&B's schema on every
+  proposal, as W&B's engine does alone: the claim before issue 17's third pass.
 
 The bench trainer (`agent_gap:head`, imported by the workers) wraps `trainer.train` and
 stamps the wall clock when it is called and when it returns. Medians over the pairs of
@@ -46,6 +49,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from pydantic import BaseModel, Field
 
 from trainer import TrainConfig, TrainResult, train
 from trainer.models import build_model
@@ -57,6 +61,7 @@ WAYS: dict[str, tuple[dict[str, Any], str]] = {
     "fresh": ({"fresh_process": True}, "grid"),
     "cold": ({"fresh_process": True, "spare": False}, "grid"),
     "bayes": ({}, "bayes"),
+    "bayes-end": ({}, "bayes"),
     "bayes-check": ({}, "bayes"),
 }
 #: The seeds' head space (sweeps/head_bayes.yaml) with 1-2 epochs, for the bayes ways.
@@ -129,9 +134,18 @@ def sweep_config(fixed: dict[str, Any], method: str, runs: int) -> dict[str, Any
     return raw
 
 
-def _measure(home: Path, fixed: dict[str, Any], way: str, runs: int) -> tuple[float, float, float]:
-    """One agent over a fresh sweep of `runs` configs; (median gap, median run, sum of the
-    gaps) in seconds."""
+class Measured(BaseModel):
+    """One way's figures: seconds, and what the search found."""
+
+    gap: float = Field(description="Median seconds from a run's end to the next one's start.")
+    run: float = Field(description="Median seconds of a run (the first left out).")
+    gaps: float = Field(description="All the gaps, summed.")
+    best: float = Field(description="The best val_accuracy of the sweep's runs.")
+    distinct: int = Field(description="Distinct configs among the runs.")
+
+
+def _measure(home: Path, fixed: dict[str, Any], way: str, runs: int) -> Measured:
+    """One agent over a fresh sweep of `runs` configs."""
     import yaml
     from rich.console import Console
 
@@ -148,7 +162,7 @@ def _measure(home: Path, fixed: dict[str, Any], way: str, runs: int) -> tuple[fl
     sweep_id = backend.create_sweep(spec).id
     backend.close()
     # A long heartbeat: the bench measures hand-over, not heartbeats.
-    with _every_parameter_checked(way == "bayes-check"):
+    with _as_before(way):
         summary = run_agent(
             sweep_id,
             home=Home(home),
@@ -165,28 +179,40 @@ def _measure(home: Path, fixed: dict[str, Any], way: str, runs: int) -> tuple[fl
     gaps = [b["called"] - a["ended"] for a, b in itertools.pairwise(times)]
     # The first run of a process-per-run mode and of reuse alike starts in a new process.
     durations = [t["ended"] - t["called"] for t in times[1:]]
-    return statistics.median(gaps), statistics.median(durations), sum(gaps)
+    backend = open_backend("local", Home(home))
+    try:
+        done = backend.list_runs(sweep_id, with_history=False)
+    finally:
+        backend.close()
+    return Measured(
+        gap=statistics.median(gaps),
+        run=statistics.median(durations),
+        gaps=sum(gaps),
+        best=max(r.metric or 0.0 for r in done),
+        distinct=len({json.dumps(r.config, sort_keys=True) for r in done}),
+    )
 
 
 @contextlib.contextmanager
-def _every_parameter_checked(on: bool) -> Iterator[None]:
-    """While `on`, the engine checks every parameter against W&B's schema on every call,
-    as it does alone (sweeper.engine keeps the outcome per spec)."""
-    if not on:
-        yield
-        return
+def _as_before(way: str) -> Iterator[None]:
+    """For bayes-end and bayes-check, the agent's claims as they were: proposed when the
+    run before has ended; for bayes-check also every parameter checked against W&B's
+    schema on every engine call, as it does alone (sweeper.engine keeps the outcome)."""
     import sweeps.config
     import sweeps.params
 
     from sweeper import engine
 
-    engine._sweeps()  # installs sweeper's memo, which this replaces for the way
-    kept = sweeps.params.fill_parameter
-    sweeps.params.fill_parameter = sweeps.config.fill_parameter
+    engine._sweeps()  # installs the memo that bayes-check replaces
+    kept = sweeps.params.fill_parameter, engine.propose_ahead
+    if way in ("bayes-end", "bayes-check"):
+        engine.propose_ahead = lambda enabled=True: None
+    if way == "bayes-check":
+        sweeps.params.fill_parameter = sweeps.config.fill_parameter
     try:
         yield
     finally:
-        sweeps.params.fill_parameter = kept
+        sweeps.params.fill_parameter, engine.propose_ahead = kept
 
 
 def main() -> None:
@@ -216,19 +242,28 @@ def main() -> None:
         fixed = _dataset(Path(root))
         # Build the disk caches once, untimed, so that every way starts from warm files.
         train(TrainConfig(**fixed))
-        results: dict[str, tuple[float, float, float]] = {}
-        print(f"{'way':<12} {'gap':>7} {'run':>7} {'all gaps':>9}")
+        results: dict[str, Measured] = {}
+        print(f"{'way':<12} {'gap':>7} {'run':>7} {'all gaps':>9} {'best val':>9} {'distinct':>9}")
         for way in ways:
-            results[way] = _measure(Path(root), fixed, way, args.runs)
-            gap, run, gaps = results[way]
-            print(f"{way:<12} {gap:>7.2f} {run:>7.2f} {gaps:>9.2f}", flush=True)
+            m = results[way] = _measure(Path(root), fixed, way, args.runs)
+            print(
+                f"{way:<12} {m.gap:>7.2f} {m.run:>7.2f} {m.gaps:>9.2f} {m.best:>9.2f} "
+                f"{m.distinct:>9}",
+                flush=True,
+            )
         print(f"load average {os.getloadavg()[0]:.1f} at the end")
-    for way, base in (("fresh", "reuse"), ("cold", "reuse"), ("bayes-check", "bayes")):
+    pairs = (
+        ("fresh", "reuse"),
+        ("cold", "reuse"),
+        ("bayes-check", "bayes"),
+        ("bayes-ahead", "bayes"),
+    )
+    for way, base in pairs:
         if way in results and base in results:
             other, ref = results[way], results[base]
             print(
-                f"{way}/{base}: gap {other[0] / ref[0]:.1f}x, "
-                f"gap + run {(other[0] + other[1]) / (ref[0] + ref[1]):.2f}x"
+                f"{way}/{base}: gap {other.gap / ref.gap:.2f}x, "
+                f"gap + run {(other.gap + other.run) / (ref.gap + ref.run):.2f}x"
             )
 
 
