@@ -140,6 +140,7 @@ class Measured(BaseModel):
     gap: float = Field(description="Median seconds from a run's end to the next one's start.")
     run: float = Field(description="Median seconds of a run (the first left out).")
     gaps: float = Field(description="All the gaps, summed.")
+    span: float = Field(description="Seconds from the first run's start to the last one's end.")
     best: float = Field(description="The best val_accuracy of the sweep's runs.")
     distinct: int = Field(description="Distinct configs among the runs.")
 
@@ -188,6 +189,7 @@ def _measure(home: Path, fixed: dict[str, Any], way: str, runs: int) -> Measured
         gap=statistics.median(gaps),
         run=statistics.median(durations),
         gaps=sum(gaps),
+        span=times[-1]["ended"] - times[0]["called"],
         best=max(r.metric or 0.0 for r in done),
         distinct=len({json.dumps(r.config, sort_keys=True) for r in done}),
     )
@@ -243,11 +245,14 @@ def main() -> None:
         # Build the disk caches once, untimed, so that every way starts from warm files.
         train(TrainConfig(**fixed))
         results: dict[str, Measured] = {}
-        print(f"{'way':<12} {'gap':>7} {'run':>7} {'all gaps':>9} {'best val':>9} {'distinct':>9}")
+        print(
+            f"{'way':<12} {'gap':>7} {'run':>7} {'all gaps':>9} {'span':>7} {'best val':>9} "
+            f"{'distinct':>9}"
+        )
         for way in ways:
             m = results[way] = _measure(Path(root), fixed, way, args.runs)
             print(
-                f"{way:<12} {m.gap:>7.2f} {m.run:>7.2f} {m.gaps:>9.2f} {m.best:>9.2f} "
+                f"{way:<12} {m.gap:>7.2f} {m.run:>7.2f} {m.gaps:>9.2f} {m.span:>7.1f} {m.best:>9.2f} "
                 f"{m.distinct:>9}",
                 flush=True,
             )
