@@ -9,10 +9,9 @@ opts out of reuse, the last run a process may train), a warm `spare` that has al
 imported torch, the trainer and wandb is started while the current run trains. The
 supervisor claims each run itself, under the name of the worker that will train it,
 only once that worker is ready; the lease (3 heartbeats) therefore never runs out
-during a cold start. Claims are made when the slot's run ends, not ahead (with the
-local backend a bayes proposal is made ahead, `sweeper.engine.propose_ahead`, and the
-claim hands it out). That makes `--count`, the run cap and crash detection local
-decisions:
+during a cold start. Claims are made when the slot's run ends, not ahead: a bayes
+proposal then sees the result of the run before it. That makes `--count`, the run cap
+and crash detection local decisions:
 
 - a worker that exits with its run still `running` died (kill -9, segfault, OOM killer):
   the supervisor fails the run as crashed (the backend re-queues its config);
@@ -43,7 +42,6 @@ from agent.process import WorkerProcess
 from agent.recycle import RecyclePolicy
 from agent.slots import Slot, parse_slots
 from agent.ui import AgentView
-from sweeper import engine
 from sweeper.backends.base import Backend
 from sweeper.errors import AgentError
 from sweeper.locate import open_backend
@@ -169,9 +167,6 @@ class Supervisor:
                 target=_import_engine, name="engine-import", daemon=True
             )
             self._engine_import.start()
-            # Each bayes proposal is made while the run before it trains, so a slot's
-            # next claim does not wait for a GP fit (BENCHMARKS.md, "Gap between runs").
-            engine.propose_ahead(True)
         with (
             _open_log(self.home.agent_log_path(self.sweep_id)) as self._log_file,
             self._signals(),
@@ -195,7 +190,6 @@ class Supervisor:
                         next_refresh = time.monotonic() + REFRESH_S
                     self._wait()
             finally:
-                engine.propose_ahead(False)
                 self._shutdown()
                 self._refresh(view)
                 self.backend.close()

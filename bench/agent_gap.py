@@ -13,12 +13,10 @@ px) in several ways, in one run of this script, on the same data and warm disk c
 - cold: a fresh process per run started only when the run is due (no spare);
 - bayes: reuse, with bayes search over the seeds' head space (epochs {1, 2} x dropout
   {0, 0.2, 0.3} x batch {32, 64} x lr {1e-3, 1e-4}, run_cap `--runs`; the seeds' sweep
-  is `--runs 22`): the default, each proposal made while the run before it trains
-  (`sweeper.engine.propose_ahead`), so it lacks that run's result;
-- bayes-end: bayes proposed at the claim, when the run before has ended (a GP fit in
-  every gap);
-- bayes-check: bayes-end with every parameter checked against W&B's schema on every
-  proposal, as W&B's engine does alone: the claim before issue 17's third pass.
+  is `--runs 22`), so each claim is a GP proposal on the runs so far;
+- bayes-check: bayes with every parameter checked against W&B's schema on every
+  proposal, as W&B's engine does alone (sweeper.engine keeps the outcome per spec since
+  issue 17's third pass).
 
 The bench trainer (`agent_gap:head`, imported by the workers) wraps `trainer.train` and
 stamps the wall clock when it is called and when it returns. Medians over the pairs of
@@ -61,7 +59,6 @@ WAYS: dict[str, tuple[dict[str, Any], str]] = {
     "fresh": ({"fresh_process": True}, "grid"),
     "cold": ({"fresh_process": True, "spare": False}, "grid"),
     "bayes": ({}, "bayes"),
-    "bayes-end": ({}, "bayes"),
     "bayes-check": ({}, "bayes"),
 }
 #: The seeds' head space (sweeps/head_bayes.yaml) with 1-2 epochs, for the bayes ways.
@@ -163,7 +160,7 @@ def _measure(home: Path, fixed: dict[str, Any], way: str, runs: int) -> Measured
     sweep_id = backend.create_sweep(spec).id
     backend.close()
     # A long heartbeat: the bench measures hand-over, not heartbeats.
-    with _as_before(way):
+    with _every_parameter_checked(way == "bayes-check"):
         summary = run_agent(
             sweep_id,
             home=Home(home),
@@ -196,25 +193,24 @@ def _measure(home: Path, fixed: dict[str, Any], way: str, runs: int) -> Measured
 
 
 @contextlib.contextmanager
-def _as_before(way: str) -> Iterator[None]:
-    """For bayes-end and bayes-check, the agent's claims as they were: proposed when the
-    run before has ended; for bayes-check also every parameter checked against W&B's
-    schema on every engine call, as it does alone (sweeper.engine keeps the outcome)."""
+def _every_parameter_checked(on: bool) -> Iterator[None]:
+    """While `on`, the engine checks every parameter against W&B's schema on every call,
+    as it does alone (sweeper.engine keeps the outcome per spec)."""
+    if not on:
+        yield
+        return
     import sweeps.config
     import sweeps.params
 
     from sweeper import engine
 
-    engine._sweeps()  # installs the memo that bayes-check replaces
-    kept = sweeps.params.fill_parameter, engine.propose_ahead
-    if way in ("bayes-end", "bayes-check"):
-        engine.propose_ahead = lambda enabled=True: None
-    if way == "bayes-check":
-        sweeps.params.fill_parameter = sweeps.config.fill_parameter
+    engine._sweeps()  # installs sweeper's memo, which this replaces for the way
+    kept = sweeps.params.fill_parameter
+    sweeps.params.fill_parameter = sweeps.config.fill_parameter
     try:
         yield
     finally:
-        sweeps.params.fill_parameter, engine.propose_ahead = kept
+        sweeps.params.fill_parameter = kept
 
 
 def main() -> None:
@@ -257,13 +253,7 @@ def main() -> None:
                 flush=True,
             )
         print(f"load average {os.getloadavg()[0]:.1f} at the end")
-    pairs = (
-        ("fresh", "reuse"),
-        ("cold", "reuse"),
-        ("bayes-check", "bayes"),
-        ("bayes-ahead", "bayes"),
-    )
-    for way, base in pairs:
+    for way, base in (("fresh", "reuse"), ("cold", "reuse"), ("bayes-check", "bayes")):
         if way in results and base in results:
             other, ref = results[way], results[base]
             print(

@@ -24,7 +24,6 @@ import json
 import math
 import os
 import random
-import threading
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from types import ModuleType
@@ -50,13 +49,6 @@ ENGINE_TRIES = 3
 DRAWN_AHEAD = 16
 #: Per (process, sweep config): random configs drawn ahead and not handed out yet.
 _drawn: dict[tuple[int, str], list[Proposal]] = {}
-#: Whether bayes proposals are made ahead (`propose_ahead`), and per (process, sweep
-#: config) the one being made.
-_ahead_enabled = False
-_ahead: dict[str, _Ahead] = {}
-#: One engine call at a time in a process: threadpoolctl's limit is process-wide, and two
-#: overlapping ones would restore each other's settings in the wrong order.
-_engine_lock = threading.Lock()
 
 #: Our run states as the engine knows them: a stopped run ended normally for its purposes.
 _ENGINE_STATE = {
@@ -255,88 +247,8 @@ def needs_runs(spec: SweepSpec) -> bool:
     return spec.method != "random" or discrete_space(spec.raw.get("parameters") or {}) is not None
 
 
-def propose_ahead(enabled: bool = True) -> None:
-    """Make each bayes proposal of this process ahead, while the run before it trains.
-
-    Once on, a bayes `propose` that returns a config starts the next proposal in a thread
-    at once, for the same runs plus one run of that config in flight (W&B's bayes search
-    counts a running run in by the GP's own prediction for it). The next `propose` takes
-    it without waiting for the engine when its runs are those plus that run, still
-    running or ended: the latter lacks that run's result, the price of not fitting the
-    GP between two runs. Any other history is proposed for afresh.
-    """
-    global _ahead_enabled
-    _ahead_enabled = enabled
-    if not enabled:
-        _ahead.clear()
-
-
 def propose(spec: SweepSpec, runs: Sequence[EngineRun]) -> Proposal | Exhausted:
-    """The next config to train, or why there is none (ahead of time, see `propose_ahead`).
-
-    Raises:
-        SpecError: the engine cannot run this spec.
-    """
-    metric = spec.raw.get("metric") or {}
-    if not _ahead_enabled or spec.method != "bayes" or metric.get("impute_while_running"):
-        return _propose(spec, runs)
-    key = f"{os.getpid()}:{json.dumps(_engine_config(spec), sort_keys=True, default=str)}"
-    held = _ahead.pop(key, None)
-    outcome: Proposal | Exhausted | None = held.answer(runs) if held is not None else None
-    if outcome is None:
-        outcome = _propose(spec, runs)
-    # The last run the cap allows needs no proposal after it.
-    if isinstance(outcome, Proposal) and (spec.run_cap is None or len(runs) + 1 < spec.run_cap):
-        _ahead[key] = _Ahead(spec, runs, outcome)
-    return outcome
-
-
-class _Ahead:
-    """A bayes proposal made in a thread for `runs` plus one run of `after` in flight."""
-
-    def __init__(self, spec: SweepSpec, runs: Sequence[EngineRun], after: Proposal) -> None:
-        self.basis = [_seen(r) for r in runs]
-        self.after = after.config_key
-        self.outcome: Proposal | Exhausted | None = None
-        in_flight = EngineRun.model_construct(
-            id="", state=RunState.running, engine_config=after.engine_config,
-            config_key=after.config_key, metric=None, history=[],
-        )  # fmt: skip
-        self.thread = threading.Thread(
-            target=self._propose, args=(spec, [*runs, in_flight]), name="propose-ahead", daemon=True
-        )
-        self.thread.start()
-
-    def _propose(self, spec: SweepSpec, runs: list[EngineRun]) -> None:
-        try:
-            self.outcome = _propose(spec, runs)
-        except Exception:  # the claim proposes afresh and reports what is wrong
-            self.outcome = None
-
-    def answer(self, runs: Sequence[EngineRun]) -> Proposal | None:
-        """The proposal made ahead, when `runs` are the basis plus one run of `after` and
-        it is still unused."""
-        known = {seen[0] for seen in self.basis}
-        new = [r for r in runs if r.id not in known]
-        if len(new) != 1 or new[0].config_key != self.after:
-            return None
-        if [_seen(r) for r in runs if r is not new[0]] != self.basis:
-            return None
-        self.thread.join()
-        outcome = self.outcome
-        used = {r.config_key for r in runs if r.state != RunState.crashed}
-        if not isinstance(outcome, Proposal) or outcome.config_key in used:
-            return None
-        return outcome
-
-
-def _seen(run: EngineRun) -> tuple[str, RunState, float | None]:
-    """What bayes search reads of a run: a running run's metric so far is not used."""
-    return run.id, run.state, None if run.state == RunState.running else run.metric
-
-
-def _propose(spec: SweepSpec, runs: Sequence[EngineRun]) -> Proposal | Exhausted:
-    """The next config to train, or why there is none, proposed now.
+    """The next config to train, or why there is none.
 
     On a discrete space a config that is used (any run of it that did not crash) is
     never proposed: the engine is asked again up to `ENGINE_TRIES` times, then an unused
@@ -409,7 +321,7 @@ def _next_runs(spec: SweepSpec, runs: list[SweepRun], n: int) -> Sequence[SweepR
 
     # Bayes fits a GP to a few hundred points: extra BLAS/OpenMP threads only fight the
     # training processes for cores (4x slower measured on a busy host).
-    with _engine_lock, _threadpools().limit(limits=1), warnings.catch_warnings():
+    with _threadpools().limit(limits=1), warnings.catch_warnings():
         # The GP's fit warns when a length scale hits its bound: normal on small or
         # flat histories, and nothing a user can act on.
         warnings.simplefilter("ignore", ConvergenceWarning)

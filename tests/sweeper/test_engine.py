@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -378,97 +377,3 @@ def test_hyperband_minimize_reason_says_above(make_spec: MakeSpec) -> None:
     assert (
         engine.stop_reason(spec, runs, "weak") == "hyperband: above the 0.3 cut at epoch 1, band 1"
     )
-
-
-@pytest.fixture
-def ahead() -> Iterator[list[list[tuple[str, str]]]]:
-    """Bayes proposals made ahead; yields the (run, engine state) lists the engine was called on."""
-    calls: list[list[tuple[str, str]]] = []
-    real = engine._next_runs
-
-    def recorded(spec: Any, runs: list[sweeps.SweepRun], n: int) -> Any:
-        calls.append([(r.name or "", str(r.state)) for r in runs])
-        return real(spec, runs, n)
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(engine, "_next_runs", recorded)
-        engine.propose_ahead(True)
-        try:
-            yield calls
-        finally:
-            for held in list(engine._ahead.values()):
-                held.thread.join()
-            engine.propose_ahead(False)
-
-
-def _made_ahead() -> engine.Proposal | engine.Exhausted | None:
-    """The proposal being made ahead, once made."""
-    (held,) = engine._ahead.values()
-    held.thread.join()
-    return held.outcome
-
-
-def _seeds_run(run_id: str, epochs: int, dropout: float, **kwargs: Any) -> engine.EngineRun:
-    config = {"epochs": epochs, "dropout": dropout, "batch_size": 32, "lr": 1e-3, "mode": "head"}
-    return engine_run(run_id, config, **kwargs)
-
-
-@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
-def test_a_bayes_proposal_made_ahead_counts_the_run_before_it_in_flight(
-    make_spec: MakeSpec, ahead: list[list[tuple[str, str]]]
-) -> None:
-    spec = make_spec(MIXED_BAYES_PARAMETERS, method="bayes")
-    runs = [
-        engine_run(f"r{i}", {"lr": lr, "dropout": 0.2, "mode": "head"}, history=[acc])
-        for i, (lr, acc) in enumerate([(0.001, 0.5), (0.005, 0.7), (0.009, 0.6)])
-    ]
-    first = engine.propose(spec, runs)
-    assert isinstance(first, engine.Proposal)
-    made = _made_ahead()
-    finished = [("r0", "finished"), ("r1", "finished"), ("r2", "finished")]
-    assert ahead == [finished, [*finished, ("", "running")]]
-    # The first proposal's run trained and ended: the next claim takes what was made,
-    # with no engine call on its path; the one after it is made ahead in turn.
-    second = engine.propose(spec, [*runs, engine_run("x", first.config, history=[0.8])])
-    assert second is made
-    _made_ahead()
-    assert ahead[2:] == [[*finished, ("x", "finished"), ("", "running")]]
-
-
-@pytest.mark.parametrize("change", ["another run ended", "its config taken meanwhile"])
-@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
-def test_a_proposal_made_ahead_is_dropped_for_another_history(
-    make_spec: MakeSpec, ahead: list[list[tuple[str, str]]], change: str
-) -> None:
-    spec = make_spec(SEEDS_PARAMETERS, method="bayes")
-    runs = [
-        _seeds_run("r0", 5, 0.0, history=[0.3]),
-        _seeds_run("r1", 5, 0.2, history=[0.5]),
-        _seeds_run("r2", 5, 0.3, history=[0.4]),
-        _seeds_run("busy", 10, 0.0, state=RunState.running),
-    ]
-    first = engine.propose(spec, runs)
-    assert isinstance(first, engine.Proposal)
-    made = _made_ahead()
-    assert isinstance(made, engine.Proposal)
-    now = [*runs, engine_run("x", first.config, history=[0.8])]
-    if change == "another run ended":
-        now[3] = _seeds_run("busy", 10, 0.0, history=[0.9])
-    else:
-        now.append(engine_run("other", made.config, RunState.running))
-    calls = len(ahead)
-    proposal = engine.propose(spec, now)
-    assert isinstance(proposal, engine.Proposal)
-    assert proposal.config_key not in {r.config_key for r in now}
-    # Proposed afresh on the claim's path, on the history as it is now.
-    assert [name for name, _ in ahead[calls]] == [r.id for r in now]
-
-
-def test_no_proposal_is_made_ahead_of_the_last_run_the_cap_allows(
-    make_spec: MakeSpec, ahead: list[list[tuple[str, str]]]
-) -> None:
-    spec = make_spec(SEEDS_PARAMETERS, method="bayes", run_cap=2)
-    first = engine.propose(spec, [])
-    assert isinstance(first, engine.Proposal) and len(engine._ahead) == 1
-    engine.propose(spec, [engine_run("x", first.config, history=[0.5])])
-    assert engine._ahead == {} and len(ahead) == 2
