@@ -85,11 +85,6 @@ class WorkerProcess:
     def pid(self) -> int:
         return self.proc.pid
 
-    def fileno(self) -> int | None:
-        """The status pipe, readable once the worker has said something or exited (for
-        `select`); None after `close`."""
-        return None if self._status.closed else self._status.fileno()
-
     def poll(self) -> int | None:
         """Read the worker's status messages; return its exit code once it has exited."""
         self._read_status()

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import logging
 import os
-import select
 import signal
 import socket
 import threading
@@ -50,8 +49,7 @@ from sweeper.paths import Home, private_dir
 
 log = logging.getLogger(__name__)
 
-#: Most seconds between loop turns (a worker's message ends the wait at once): bounds how
-#: late a signal or a slot's next claim after RECLAIM_S is acted on.
+#: Seconds between loop turns: bounds how long a ready spare waits for its run.
 TICK_S = 0.05
 #: Seconds between claims when the sweep has nothing to hand out yet.
 RECLAIM_S = 1.0
@@ -188,7 +186,7 @@ class Supervisor:
                     if time.monotonic() >= next_refresh:
                         self._refresh(view)
                         next_refresh = time.monotonic() + REFRESH_S
-                    self._wait()
+                    time.sleep(TICK_S)
             finally:
                 self._shutdown()
                 self._refresh(view)
@@ -207,15 +205,6 @@ class Supervisor:
         self._kill_hung(runs)
         assignments = {s.slot.index: s.active.run_id if s.active else None for s in self.slots}
         view.update(assignments, runs, self.ours)
-
-    def _wait(self) -> None:
-        """Wait until a worker says something (a run done, ready) or exits, at most TICK_S:
-        the slot's next claim follows its run's end at once, not at the next tick."""
-        pipes = [fd for s in self.slots for w in _processes(s) if (fd := w.fileno()) is not None]
-        if pipes:
-            select.select(pipes, [], [], TICK_S)
-        else:
-            time.sleep(TICK_S)
 
     def _training(self) -> bool:
         return any(s.active is not None and s.active.run_id is not None for s in self.slots)

@@ -7,9 +7,7 @@ test runs the real trainer on a tiny image folder.
 from __future__ import annotations
 
 import os
-import select
 import signal
-import stat
 import subprocess
 import sys
 from collections import Counter
@@ -76,28 +74,6 @@ def test_a_slot_trains_its_runs_in_one_warm_process(agent_env: Path) -> None:
     assert len({pid for _, pid in started_marks(agent_env)}) == 1
     assert len({r.worker for r in runs_of(sweep_id)}) == 1
     assert _agent_log(sweep_id).count("started worker") == 1
-
-
-def test_the_loop_wakes_on_a_workers_message_not_only_at_a_tick(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    import agent.supervisor
-
-    waits: list[tuple[bool, bool]] = []  # (every fd a pipe, woken before the timeout)
-    real = select.select
-
-    def recorded(read: list[int], write: list[int], error: list[int], timeout: float) -> Any:
-        pipes = all(stat.S_ISFIFO(os.fstat(fd).st_mode) for fd in read)
-        ready = real(read, write, error, timeout)
-        waits.append((pipes, bool(ready[0])))
-        return ready
-
-    monkeypatch.setattr(agent.supervisor.select, "select", recorded)
-    sweep_id = make_sweep(GRID_2x2)
-    assert _agent(sweep_id).finished == 4
-    assert waits and all(pipes for pipes, _ in waits)
-    # The workers' "ready" and four "done" messages each ended a wait.
-    assert sum(woken for _, woken in waits) >= 5
 
 
 def _processes_and_reasons(agent_env: Path, sweep_id: str) -> tuple[int, list[str]]:
