@@ -255,9 +255,9 @@ def propose(spec: SweepSpec, runs: Sequence[EngineRun]) -> Proposal | Exhausted:
     config of the space is picked at random, and `search_info` says so.
 
     Random search on a continuous space reads no runs, so its configs are independent
-    draws: this process draws `DRAWN_AHEAD` of them in one engine call (which checks the
-    space against W&B's schema each time, most of a call's cost) and hands them out one
-    by one. A forked child draws its own.
+    draws: this process draws `DRAWN_AHEAD` of them in one engine call (each call builds
+    the space's parameters anew) and hands them out one by one. A forked child draws its
+    own.
 
     Raises:
         SpecError: the engine cannot run this spec.
