@@ -11,11 +11,13 @@ discrete space (every parameter a `value` or a list of `values`) a config that a
 ran or is running is never proposed again.
 
 The engine (and scipy and scikit-learn with it, 1.5 s) is imported on the first call, not
-with this module: `sweeper ls` and `status` open the backends but never propose.
+with this module: `sweeper ls` and `status` open the backends but never propose. On import
+its check of each parameter against W&B's schema is memoized (see `_sweeps`).
 """
 
 from __future__ import annotations
 
+import copy
 import functools
 import itertools
 import json
@@ -24,6 +26,7 @@ import os
 import random
 import warnings
 from collections.abc import Callable, Mapping, Sequence
+from types import ModuleType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import BaseModel, Field
@@ -221,8 +224,7 @@ def to_sweep_run(run: EngineRun, spec: SweepSpec) -> SweepRun:
     """The engine's view of a stored run. Its summary metric is a trainer run's best epoch,
     not the last; a program run's is its stored metric, the summary value W&B's
     controller would read."""
-    import sweeps
-
+    sweeps = _sweeps()
     name = spec.metric_name
     if name is None:
         value = None
@@ -253,9 +255,9 @@ def propose(spec: SweepSpec, runs: Sequence[EngineRun]) -> Proposal | Exhausted:
     config of the space is picked at random, and `search_info` says so.
 
     Random search on a continuous space reads no runs, so its configs are independent
-    draws: this process draws `DRAWN_AHEAD` of them in one engine call (which checks the
-    space against W&B's schema each time, most of a call's cost) and hands them out one
-    by one. A forked child draws its own.
+    draws: this process draws `DRAWN_AHEAD` of them in one engine call (each call builds
+    the space's parameters anew) and hands them out one by one. A forked child draws its
+    own.
 
     Raises:
         SpecError: the engine cannot run this spec.
@@ -313,8 +315,9 @@ def _drawn_ahead(spec: SweepSpec) -> Proposal:
 
 def _next_runs(spec: SweepSpec, runs: list[SweepRun], n: int) -> Sequence[SweepRun | None]:
     """`sweeps.next_runs` on one BLAS/OpenMP thread."""
-    import sweeps
     from sklearn.exceptions import ConvergenceWarning
+
+    sweeps = _sweeps()
 
     # Bayes fits a GP to a few hundred points: extra BLAS/OpenMP threads only fight the
     # training processes for cores (4x slower measured on a busy host).
@@ -329,11 +332,67 @@ def _next_runs(spec: SweepSpec, runs: list[SweepRun], n: int) -> Sequence[SweepR
 def _threadpools() -> ThreadpoolController:
     """The thread pools of the libraries the engine loaded (scipy's BLAS, OpenMP), found
     once: `threadpool_limits` would scan the process's mapped libraries on every call."""
-    import sweeps  # noqa: F401  (loads scipy and scikit-learn, whose pools are limited)
+    _sweeps()  # loads scipy and scikit-learn, whose pools are limited
     from sklearn.exceptions import ConvergenceWarning  # noqa: F401
     from threadpoolctl import ThreadpoolController
 
     return ThreadpoolController()
+
+
+@functools.cache
+def _sweeps() -> ModuleType:
+    """wandb's engine, imported once, with its check of each parameter memoized.
+
+    Every engine call builds the sweep's parameters anew (`sweeps.params.HyperParameter`),
+    and each is checked against W&B's JSON schema by trying its parameter kinds one after
+    another (`sweeps.config.fill_parameter`): 11 ms of a 100-300 ms bayes proposal for the
+    seeds' 8 parameters, redone on every claim for a spec that never changes. The engine
+    offers no way to pass parameters it has checked, so the function it calls is replaced
+    by `_fill_parameter_once`, which calls it once per (name, config) and hands out copies
+    of what it returned: the engine sees exactly what it would have computed.
+    """
+    import sweeps
+    import sweeps.params
+
+    sweeps.params.fill_parameter = _fill_parameter_once
+    return sweeps
+
+
+def _fill_parameter_once(name: str, config: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
+    """`sweeps.config.fill_parameter`, computed once per (name, config) in this process.
+
+    The key is the config as JSON, which the check reads back: a config that JSON does
+    not carry exactly (a tuple, a non-string key, NaN) is checked every time instead.
+    """
+    try:
+        key = json.dumps(config)
+    except (TypeError, ValueError):
+        key = None
+    if key is None or json.loads(key) != config:
+        return _fill_parameter(name, config)
+    outcome = _filled(name, key)
+    if isinstance(outcome, Exception):
+        raise outcome.with_traceback(None)
+    return copy.deepcopy(outcome)
+
+
+@functools.cache
+def _filled(name: str, config_json: str) -> tuple[str, dict[str, Any]] | Exception | None:
+    """What `fill_parameter` returns or raises for a parameter: a group of parameters
+    raises (ParamValidationError), bounds in the wrong order too (ValueError)."""
+    from sweeps.config import ParamValidationError
+
+    try:
+        return _fill_parameter(name, json.loads(config_json))
+    except (ParamValidationError, ValueError) as e:
+        return e
+
+
+def _fill_parameter(name: str, config: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
+    import sweeps.config
+
+    result: tuple[str, dict[str, Any]] | None = sweeps.config.fill_parameter(name, config)
+    return result
 
 
 def _proposal(engine_config: dict[str, Any], search_info: dict[str, Any] | None) -> Proposal:
@@ -371,8 +430,7 @@ def stop_reason(spec: SweepSpec, runs: Sequence[EngineRun], run_id: str) -> str 
     """
     if spec.early_terminate is None:
         return None
-    import sweeps
-
+    sweeps = _sweeps()
     engine_runs = [to_sweep_run(r, spec) for r in runs]
     to_stop = _call(
         spec, lambda: sweeps.stop_runs(_engine_config(spec), engine_runs, validate=False)

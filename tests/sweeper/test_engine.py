@@ -242,6 +242,95 @@ def test_random_search_on_a_continuous_space_draws_ahead_in_one_engine_call(
     assert len(calls) == 3
 
 
+MIXED_BAYES_PARAMETERS: dict[str, Any] = {
+    "lr": {"min": 0.0001, "max": 0.01},
+    "dropout": {"values": [0, 0.2, 0.3]},
+    "mode": {"value": "head"},
+}
+
+
+@pytest.mark.parametrize("finished", [0, 1, 5])
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_a_bayes_proposal_is_the_engines_own_for_the_same_history_and_seed(
+    make_spec: MakeSpec, monkeypatch: pytest.MonkeyPatch, finished: int
+) -> None:
+    spec = make_spec(MIXED_BAYES_PARAMETERS, method="bayes")
+    rng = np.random.default_rng(finished)
+    runs = [
+        engine_run(
+            f"r{i}",
+            {"lr": float(rng.uniform(0.0001, 0.01)), "dropout": 0.2 * (i % 2), "mode": "head"},
+            history=[float(rng.uniform())],
+        )
+        for i in range(finished)
+    ]
+    np.random.seed(7)
+    proposal = engine.propose(spec, runs)
+    assert isinstance(proposal, engine.Proposal)
+    # The engine alone, checking every parameter against W&B's schema as it would.
+    monkeypatch.setattr(sweeps.params, "fill_parameter", sweeps.config.fill_parameter)
+    np.random.seed(7)
+    (direct,) = sweeps.next_runs(
+        spec.raw, [engine.to_sweep_run(r, spec) for r in runs], validate=False, n=1
+    )
+    assert direct is not None
+    assert proposal.engine_config == engine.plain(direct.config)
+    assert proposal.search_info == engine.plain(direct.search_info)
+
+
+def test_each_parameter_is_checked_against_the_schema_once_per_spec(
+    make_spec: MakeSpec, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    checked: list[str] = []
+    real = sweeps.config.fill_parameter
+
+    def counted(name: str, config: dict[str, Any]) -> Any:
+        checked.append(name)
+        return real(name, config)
+
+    monkeypatch.setattr(sweeps.config, "fill_parameter", counted)
+    engine._filled.cache_clear()
+    spec = make_spec(SEEDS_PARAMETERS, method="bayes")
+    runs: list[engine.EngineRun] = []
+    for i in range(4):
+        proposal = engine.propose(spec, runs)
+        assert isinstance(proposal, engine.Proposal)
+        runs.append(engine_run(f"r{i}", proposal.config, history=[0.1 * i]))
+    assert sorted(checked) == sorted(SEEDS_PARAMETERS)
+    # Another space's parameters are checked once too.
+    engine.propose(make_spec({"lr": {"min": 0.001, "max": 0.1}}, method="bayes"), [])
+    assert len(checked) == len(SEEDS_PARAMETERS) + 1
+
+
+def test_a_checked_parameter_is_handed_out_as_a_copy_and_errors_come_back(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    checked: list[str] = []
+    real = sweeps.config.fill_parameter
+
+    def counted(name: str, config: dict[str, Any]) -> Any:
+        checked.append(name)
+        return real(name, config)
+
+    monkeypatch.setattr(sweeps.config, "fill_parameter", counted)
+    engine._filled.cache_clear()
+    first = engine._fill_parameter_once("a", {"values": [1, 2]})
+    assert first == real("a", {"values": [1, 2]})
+    assert first is not None
+    first[1]["values"].append(3)
+    assert engine._fill_parameter_once("a", {"values": [1, 2]}) == real("a", {"values": [1, 2]})
+    # A group of parameters is not one parameter: the engine catches this and unnests it.
+    group = {"parameters": {"b": {"value": 1}}}
+    for _ in range(2):
+        with pytest.raises(sweeps.config.ParamValidationError):
+            engine._fill_parameter_once("g", group)
+    assert checked == ["a", "g"]
+    # What JSON would not give back as it was (a tuple) is checked every time.
+    for _ in range(2):
+        assert engine._fill_parameter_once("t", {"values": (1, 2)}) == real("t", {"values": (1, 2)})
+    assert checked == ["a", "g", "t", "t"]
+
+
 def test_engine_errors_become_spec_errors(make_spec: MakeSpec) -> None:
     spec = make_spec({"lr": {"distribution": "uniform"}}, method="bayes")
     with pytest.raises(SpecError, match=r"t\.yaml: the sweep engine cannot run this spec"):
