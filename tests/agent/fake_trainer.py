@@ -11,6 +11,9 @@ The environment steers it, so a test can make runs slow, fail, or announce thems
 - FAKE_FAIL_ODD: the 1st, 3rd, 5th... run started (counted in FAKE_MARK_DIR) raises TrainerError.
 - FAKE_IGNORE_STOP: ignore `stop_event` (a run that cannot stop at a batch boundary).
 - FAKE_HANG_NTH: the n-th run started (counted in FAKE_MARK_DIR) stops its process (SIGSTOP).
+- FAKE_RENDEZVOUS: a run waits (up to RENDEZVOUS_S) until that many worker processes have
+  started runs (counted in FAKE_MARK_DIR), so a test of several slots sees every slot train
+  however late the machine's load starts one of them.
 
 `single_use` is the same trainer marked `reusable = False`; `growing_memory` is a memory
 probe (`--memory-probe fake_trainer:growing_memory`) whose RSS reading grows by
@@ -37,6 +40,7 @@ from trainer.result import EpochMetrics, TrainResult
 
 BATCHES = 10
 IMAGES_PER_BATCH = 8
+RENDEZVOUS_S = 120.0
 
 
 def accuracy(config: TrainConfig, epoch: int) -> float:
@@ -57,6 +61,21 @@ def _mark_start(config: TrainConfig) -> None:
         (Path(mark_dir) / f"{run_id}.{os.getpid()}").write_text(str(time.time()))
 
 
+def _rendezvous() -> None:
+    """Wait for FAKE_RENDEZVOUS worker processes to have started a run (polled: they are
+    other processes, with no event to wait on)."""
+    wanted = int(os.environ.get("FAKE_RENDEZVOUS", "0"))
+    deadline = time.monotonic() + RENDEZVOUS_S
+    while time.monotonic() < deadline:
+        pids = {mark.suffix for mark in Path(os.environ["FAKE_MARK_DIR"]).iterdir()}
+        if len(pids) >= wanted:
+            return
+        time.sleep(0.05)
+    raise TrainerError(
+        f"only {len(pids)} of {wanted} workers started a run in {RENDEZVOUS_S:.0f} s"
+    )
+
+
 def train(
     config: TrainConfig,
     on_epoch: Callable[[EpochMetrics], bool] | None = None,
@@ -65,6 +84,8 @@ def train(
     """Pretend to train `config.epochs` epochs; honour on_epoch and stop_event like the trainer."""
     began = time.perf_counter()
     _mark_start(config)
+    if os.environ.get("FAKE_RENDEZVOUS"):
+        _rendezvous()
     if os.environ.get("FAKE_HANG_NTH") == str(len(os.listdir(os.environ["FAKE_MARK_DIR"]))):
         os.kill(os.getpid(), signal.SIGSTOP)
     if os.environ.get("FAKE_FAIL_BATCH") == str(config.batch_size):

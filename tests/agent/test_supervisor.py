@@ -50,7 +50,8 @@ def _nothing_running(sweep_id: str) -> None:
     assert states[RunState.running] == 0, states
 
 
-def test_grid_runs_every_config_exactly_once_on_two_slots() -> None:
+def test_grid_runs_every_config_exactly_once_on_two_slots(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FAKE_RENDEZVOUS", "2")
     sweep_id = make_sweep(GRID_2x2)
     summary = _agent(sweep_id, per_gpu=2)
     runs = runs_of(sweep_id)
