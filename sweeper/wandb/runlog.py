@@ -38,10 +38,11 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import IO, Any, NoReturn
+from typing import IO, Any
 
 from sweeper.errors import SweeperError
 from sweeper.wandb.credentials import has_credentials
+from sweeper.wandb.service import exit_now
 
 log = logging.getLogger(__name__)
 
@@ -313,15 +314,10 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _exit_now(code: int) -> NoReturn:
-    """Exit without interpreter teardown: wandb's exit handlers took 0.7 s after `main`
-    returned, and the worker waits for this process before it exits. Nothing is left to
-    write: `teardown` waited for wandb-core, which writes the runs' files."""
-    logging.shutdown()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
-
-
 if __name__ == "__main__":
-    _exit_now(main())
+    # Without interpreter teardown: wandb's exit handlers took 0.7 s after `main` returned,
+    # and the worker waits for this process. `teardown` already waited for wandb-core,
+    # which writes the runs' files, so nothing is left to write.
+    code = main()
+    logging.shutdown()
+    exit_now(code)

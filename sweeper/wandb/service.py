@@ -16,6 +16,7 @@ import logging
 import os
 import sys
 import threading
+from typing import NoReturn
 
 log = logging.getLogger("sweeper.wandb")
 
@@ -43,7 +44,7 @@ def teardown_within(seconds: float = TEARDOWN_S) -> bool:
     return done.wait(seconds)
 
 
-def exit_now(code: int) -> None:
+def exit_now(code: int) -> NoReturn:
     """Leave the process with `code` at once, skipping the exit handlers (wandb's unbounded
     wait among them) after flushing what was printed."""
     for stream in (sys.stdout, sys.stderr):
