@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing as mp
+import os
 import statistics
 import sys
 import tempfile
@@ -20,7 +21,7 @@ import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -69,9 +70,17 @@ def make_spec(method: Method, run_cap: int | None = None) -> SweepSpec:
 
 
 def _claimer(
-    home: str, store: str, sweep_id: str, worker: str, ready: Any, counts: Any, index: int
+    home: str,
+    store: str,
+    sweep_id: str,
+    worker: str,
+    ready: Any,
+    counts: Any,
+    cpu: Any,
+    index: int,
 ) -> None:
-    """Claim and finish at once until the sweep is done; count the claims."""
+    """Claim and finish at once until the sweep is done; count the claims and the CPU
+    seconds this process spent on them."""
     backend = LocalBackend(Home(home, store=store))
     backend.list_sweeps()  # open the store before the clock starts
     # Import the sweep engine (sweeps, scipy, scikit-learn) before it too, as an agent's
@@ -79,6 +88,7 @@ def _claimer(
     # machine are most of what the clock measures (16 s of a 20 s run with 8 processes).
     engine.propose(make_spec("random"), [])
     ready.wait()
+    start = time.process_time()
     claimed = 0
     while True:
         claim = backend.claim_run(sweep_id, worker)
@@ -86,12 +96,21 @@ def _claimer(
             break
         backend.finish_run(claim.run.id, worker, {})
         claimed += 1
+    cpu[index] = time.process_time() - start
     counts[index] = claimed
 
 
-def claims_per_second(processes: int, claims: int, store: Callable[[str], str]) -> float:
-    """Claims (each followed by finish) per second with `processes` workers on one store;
-    `store` gives a fresh store's URL for a temporary home."""
+class Rate(NamedTuple):
+    """One measurement: claims per wall second, and per CPU second of the claimers."""
+
+    wall: float
+    cpu: float
+
+
+def claims_per_second(processes: int, claims: int, store: Callable[[str], str]) -> Rate:
+    """Claims (each followed by finish) per second with `processes` workers on one store,
+    and per CPU second the workers spent in them (the database server's own CPU not
+    counted); `store` gives a fresh store's URL for a temporary home."""
     with tempfile.TemporaryDirectory() as home:
         url = store(home)
         backend = LocalBackend(Home(home, store=url))
@@ -99,8 +118,9 @@ def claims_per_second(processes: int, claims: int, store: Callable[[str], str]) 
         ctx = mp.get_context("spawn")
         ready = ctx.Barrier(processes + 1)
         counts = ctx.Array("i", processes)
+        cpu = ctx.Array("d", processes)
         workers = [
-            ctx.Process(target=_claimer, args=(home, url, sweep.id, f"w{i}", ready, counts, i))
+            ctx.Process(target=_claimer, args=(home, url, sweep.id, f"w{i}", ready, counts, cpu, i))
             for i in range(processes)
         ]
         for w in workers:
@@ -115,7 +135,7 @@ def claims_per_second(processes: int, claims: int, store: Callable[[str], str]) 
                 f"claim benchmark went wrong: {counts[:]} claims, exit codes {[w.exitcode for w in workers]}"
             )
         backend.close()
-    return claims / elapsed
+    return Rate(claims / elapsed, claims / sum(cpu[:]))
 
 
 def fresh_schema(url: str) -> str:
@@ -210,15 +230,24 @@ def main() -> None:
     finally:
         if server is not None:
             server.close()
-    print(f"claims/s (claim + finish, random search, {args.claims} claims, one store)")
-    print(f"  {'processes':>9}" + "".join(f"  {name:>10}" for name in stores))
-    for n in PROCESSES:
-        print(f"  {n:>9}" + "".join(f"  {rates[name, n]:>10.1f}" for name in stores))
-    for name in stores:
-        print(f"  ratio {name} 16 / 1 processes: {rates[name, 16] / rates[name, 1]:.2f}x")
     print(
-        f"  ratio postgresql / sqlite at 16: {rates['postgresql', 16] / rates['sqlite', 16]:.2f}x"
+        f"claims/s (claim + finish, random search, {args.claims} claims, one store), and per"
+        " CPU second of the claiming processes"
     )
+    print(f"  {'processes':>9}" + "".join(f"  {name:>10}  {'per CPU s':>9}" for name in stores))
+    for n in PROCESSES:
+        print(
+            f"  {n:>9}"
+            + "".join(
+                f"  {rates[name, n].wall:>10.1f}  {rates[name, n].cpu:>9.1f}" for name in stores
+            )
+        )
+    for name in stores:
+        ratio = rates[name, 16].wall / rates[name, 1].wall
+        print(f"  ratio {name} 16 / 1 processes: {ratio:.2f}x")
+    ratio = rates["postgresql", 16].wall / rates["sqlite", 16].wall
+    print(f"  ratio postgresql / sqlite at 16: {ratio:.2f}x")
+    print(f"  load average at the end: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
     print()
 
     sizes = (50, 100, 200)

@@ -12,7 +12,9 @@ Every method works on the caller's connection inside the caller's transaction (a
 `Store.transaction(immediate=True)` for the ones that write), so a backend combines them
 with its own statements in one atomic step. None of them commits. The SQL is the
 store's portable dialect (`sweeper.store.base`), so a ledger works on SQLite and
-PostgreSQL alike.
+PostgreSQL alike. The methods that change a run lock its row first (`owned`, `reap`),
+so they are compare-and-set in a transaction that holds no wider lock
+(`scope=ROWS_ONLY`) too: a row changed meanwhile is read again under the lock.
 
 The small helpers both backends write rows with live here too: `new_id`, `dumps`, `at`.
 """
@@ -29,7 +31,7 @@ from typing import Any, NamedTuple
 from sweeper import engine
 from sweeper.errors import NotFoundError
 from sweeper.models import MAX_CRASH_RETRIES, Run, RunState, SweepState
-from sweeper.store.base import Connection
+from sweeper.store.base import LOCK_ROWS, SKIP_LOCKED, Connection
 
 #: Sweep states that never hand out a run again.
 FINAL_SWEEP_STATES = (SweepState.canceled, SweepState.finished)
@@ -101,28 +103,34 @@ class RunLedger:
 
     # -- reading -------------------------------------------------------------------
 
-    def row(self, conn: Connection, run_id: str, also: str = "") -> Row:
+    def row(self, conn: Connection, run_id: str, also: str = "", lock: bool = False) -> Row:
         """The run's row.
 
         Args:
             also: more columns for the same query (", expression AS name, ..."), such as
                 its sweep's, read in the same round trip. Written into the SQL: a constant.
+            lock: lock the row until the transaction ends (`LOCK_ROWS`), waiting for
+                another transaction that holds it; the row is then read as it committed.
         Raises:
             NotFoundError: the table has no such run.
         """
-        row = conn.execute(f"SELECT *{also} FROM {self.table} WHERE id = ?", (run_id,)).fetchone()
+        locking = LOCK_ROWS if lock else ""
+        row = conn.execute(
+            f"SELECT *{also} FROM {self.table} WHERE id = ?{locking}", (run_id,)
+        ).fetchone()
         if row is None:
             raise NotFoundError(f"no run with id {run_id!r} {self.place}")
         return row
 
     def owned(self, conn: Connection, run_id: str, worker: str, also: str = "") -> Row | None:
-        """The run's row (with the columns `also` adds, as in `row`) if it is running for
-        `worker`, else None (it was reaped or re-queued).
+        """The run's row (with the columns `also` adds, as in `row`), locked until the
+        transaction ends, if it is running for `worker`, else None (it was reaped or
+        re-queued).
 
         Raises:
             NotFoundError: the table has no such run.
         """
-        row = self.row(conn, run_id, also)
+        row = self.row(conn, run_id, also, lock=True)
         if row["state"] != RunState.running.value or row["worker"] != worker:
             return None
         return row
@@ -354,12 +362,16 @@ class RunLedger:
     def reap(self, conn: Connection, now: float) -> list[Ended]:
         """`crash` every running run (of any sweep) whose heartbeat is older than its lease.
 
+        Each is locked and re-checked as it is read; one whose row another transaction
+        holds is skipped (`SKIP_LOCKED`): its worker is reporting right now (a heartbeat
+        or its end), or another reaper has it.
+
         Returns:
             The runs crashed (or failed after their last retry), oldest first.
         """
         stale = conn.execute(
             f"SELECT * FROM {self.table} WHERE state = ? AND heartbeat_at + lease_s < ?"
-            " ORDER BY rowid",
+            f" ORDER BY rowid{SKIP_LOCKED}",
             (RunState.running.value, now),
         ).fetchall()
         return [

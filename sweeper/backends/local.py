@@ -1,10 +1,25 @@
 """The embedded default backend: sweeps and runs in the store (SQLite, or PostgreSQL for
 agents on many hosts; `sweeper.store`), configs from wandb's open-source engine.
 
-Every state change is one write transaction (`Store.transaction(immediate=True)`, which
-holds the store's write lock), so any number of agent processes can share one store: handing out a run (reap stale runs, pick a pending run or
-insert the engine's new config, mark it running) is atomic, and ending a run is
-compare-and-set on (state = running, worker = caller).
+Every state change is one write transaction, so any number of agent processes can share
+one store. Handing out a run (reap stale runs, pick a pending run or insert the engine's
+new config, mark it running) and changing a sweep's state hold the sweep's write lock
+(`Store.transaction(immediate=True, scope=sweep_id)`): they run one at a time per sweep,
+each reading what the previous one committed (run_cap, dedupe, no duplicate claim).
+What an agent reports about its own run (its end, heartbeats, epochs) locks only that
+run's row (`scope=ROWS_ONLY`) and is compare-and-set on (state = running, worker =
+caller) under that lock, so agents report in parallel. SQLite has one write lock for
+everything, so there all of this is serialised as before.
+
+The one decision that spans runs, finishing a sweep once it is done and its last run has
+ended, stays exact without a sweep lock in the reports: a claim that records why the
+sweep is done first locks the sweep's running runs (waiting for reports in flight, whose
+ends it then sees), and a report that ends a run reads the done reason only once it
+holds its run's row, then locks the sweep's row to check for runs left (so the last two
+runs ending at once cannot both miss the other). Locks are taken in one order
+everywhere (store, sweep, run rows, sweep row), so no two transactions wait on each
+other in a cycle. Setting a sweep final locks its running runs the same way, so a run
+re-queued at that moment is stopped, not left pending.
 
 Bayes and random search propose outside the write lock (bayes takes 0.1-0.3 s, and
 claimers would queue behind each other's proposals), so inserting the config is
@@ -45,18 +60,15 @@ from sweeper.models import (
 from sweeper.paths import Home
 from sweeper.spec import SweepSpec
 from sweeper.store import open_store, retried
-from sweeper.store.base import Connection
+from sweeper.store.base import LOCK_ROWS, ROWS_ONLY, Connection
 
 #: Proposals made outside the write lock that a claim lets lose the race to insert; then
 #: it proposes inside the lock, where it cannot lose, so a contended grid never livelocks.
 PROPOSE_TRIES = 5
 
 
-#: The sweep columns `finish_run` reads with the run's row, in one round trip.
-_SWEEP_OF_RUN = "".join(
-    f", (SELECT {column} FROM sweeps WHERE sweeps.id = runs.sweep_id) AS sweep_{column}"
-    for column in ("spec", "done_reason")
-)
+#: The sweep column `finish_run` reads with the run's row, in one round trip.
+_SWEEP_OF_RUN = ", (SELECT spec FROM sweeps WHERE sweeps.id = runs.sweep_id) AS sweep_spec"
 
 #: The bookkeeping of the `runs` table; a crash retry keeps the engine's view of its config.
 _RUNS = RunLedger(
@@ -141,7 +153,7 @@ class LocalBackend(Backend):
         """Pause, resume, cancel or finish; canceled and finished are final."""
         state = SweepState(state)
         now = self.clock()
-        with self.store.transaction(immediate=True) as conn:
+        with self.store.transaction(immediate=True, scope=sweep_id) as conn:
             row = self._sweep_row(conn, sweep_id)
             current = SweepState(row["state"])
             if state != current:
@@ -154,6 +166,9 @@ class LocalBackend(Backend):
                             else "."
                         )
                     )
+                if state in FINAL_SWEEP_STATES:
+                    # A run being re-queued now is then stopped (see the module docstring).
+                    self._lock_running(conn, sweep_id)
                 conn.execute(
                     "UPDATE sweeps SET state = ?, updated_at = ? WHERE id = ?",
                     (state.value, now, sweep_id),
@@ -179,7 +194,7 @@ class LocalBackend(Backend):
         blind = known is not None and not engine.needs_runs(known)
         # A blind proposal lost to a pending run is simply dropped: it is an independent draw.
         early = engine.propose(known, []) if known is not None and blind else None
-        with self.store.transaction(immediate=True) as conn:
+        with self.store.transaction(immediate=True, scope=sweep_id) as conn:
             now = self.clock()
             queued = self._claim_without_engine(conn, sweep_id, worker, lease_s, now)
             if isinstance(queued, Claim):
@@ -199,14 +214,14 @@ class LocalBackend(Backend):
                 with self.store.transaction() as conn:
                     runs = self._engine_runs(conn, sweep_id, history=False)
             outcome = engine.propose(spec, runs)
-            with self.store.transaction(immediate=True) as conn:
+            with self.store.transaction(immediate=True, scope=sweep_id) as conn:
                 now = self.clock()
                 queued = self._claim_without_engine(conn, sweep_id, worker, lease_s, now)
                 if isinstance(queued, Claim):
                     return queued
                 if not (discrete and self._used(conn, sweep_id, outcome)):
                     return self._hand_out(conn, sweep_id, worker, lease_s, outcome, now)
-        with self.store.transaction(immediate=True) as conn:
+        with self.store.transaction(immediate=True, scope=sweep_id) as conn:
             now = self.clock()
             queued = self._claim_without_engine(conn, sweep_id, worker, lease_s, now)
             if isinstance(queued, Claim):
@@ -321,6 +336,7 @@ class LocalBackend(Backend):
         Only then are its claims done: while a run still runs, its agent may die and the
         run come back as pending when its lease runs out, so the claim says "none now"
         (done=False) and the claimer asks again later."""
+        self._lock_running(conn, sweep_id)
         conn.execute(
             "UPDATE sweeps SET done_reason = ? WHERE id = ? AND done_reason IS NULL",
             (reason, sweep_id),
@@ -343,7 +359,7 @@ class LocalBackend(Backend):
         """Append an epoch, update the run's metric (`engine.reported`) and heartbeat, and
         say whether to go on."""
         now = self.clock()
-        with self.store.transaction(immediate=True) as conn:
+        with self.store.transaction(immediate=True, scope=ROWS_ONLY) as conn:
             row = _RUNS.owned(conn, run_id, worker)
             if row is None:
                 return Control.lost
@@ -368,14 +384,14 @@ class LocalBackend(Backend):
         reason = engine.stop_reason(spec, runs, run_id)
         if reason is None:
             return Control.proceed
-        with self.store.transaction(immediate=True) as conn:
+        with self.store.transaction(immediate=True, scope=ROWS_ONLY) as conn:
             kept = _RUNS.mark_stopping(conn, run_id, worker, reason)
         return Control.stop if kept else Control.lost
 
     @retried
     def heartbeat(self, run_id: str, worker: str) -> Control:
         """Refresh the run's heartbeat; `lost` if it is no longer this worker's."""
-        with self.store.transaction(immediate=True) as conn:
+        with self.store.transaction(immediate=True, scope=ROWS_ONLY) as conn:
             row = _RUNS.beat(conn, run_id, worker, self.clock())
             if row is None:
                 return Control.lost
@@ -394,37 +410,37 @@ class LocalBackend(Backend):
         """End a running run as finished or stopped; a stopped run keeps its stored stop reason."""
         state = RunLedger.finish_state(state)
         now = self.clock()
-        with self.store.transaction(immediate=True) as conn:
+        with self.store.transaction(immediate=True, scope=ROWS_ONLY) as conn:
             row = _RUNS.owned(conn, run_id, worker, also=_SWEEP_OF_RUN)
             if row is None:
                 return False
             spec = self._known_spec(row["sweep_id"], row["sweep_spec"])
             metric = (spec.metric_name, spec.metric_goal)
             _RUNS.finish(conn, row, summary, state, reason, metric, now, spec.kind == "program")
-            if row["sweep_done_reason"] is not None:
-                self._finish_if_drained(conn, row["sweep_id"], now)
+            self._finish_if_last(conn, row["sweep_id"], now)
             return True
 
     @retried
     def fail_run(self, run_id: str, worker: str, error: str, crashed: bool = False) -> bool:
         """End a running run as failed, or as crashed with its config queued again."""
         now = self.clock()
-        with self.store.transaction(immediate=True) as conn:
+        with self.store.transaction(immediate=True, scope=ROWS_ONLY) as conn:
             row = _RUNS.owned(conn, run_id, worker)
             if row is None:
                 return False
             _RUNS.fail(conn, row, error, now, crashed)
-            self._finish_if_drained(conn, row["sweep_id"], now)
+            self._finish_if_last(conn, row["sweep_id"], now)
             return True
 
     @retried
     def requeue_run(self, run_id: str, worker: str, reason: str) -> bool:
         """Put a running run back to pending with its epochs and metrics cleared."""
         now = self.clock()
-        with self.store.transaction(immediate=True) as conn:
+        with self.store.transaction(immediate=True, scope=ROWS_ONLY) as conn:
             row = _RUNS.owned(conn, run_id, worker)
             if row is None:
                 return False
+            # Read under the run's lock: a sweep set final meanwhile is seen (set_sweep_state).
             sweep_state = SweepState(self._sweep_row(conn, row["sweep_id"])["state"])
             if _RUNS.requeue(conn, row, reason, sweep_state, now).state == RunState.pending:
                 epochs.clear(conn, run_id)
@@ -433,7 +449,7 @@ class LocalBackend(Backend):
     @retried
     def reap_stale(self) -> list[Run]:
         """Crash (and re-queue) every running run whose heartbeat is older than its lease."""
-        with self.store.transaction(immediate=True) as conn:
+        with self.store.transaction(immediate=True, scope=ROWS_ONLY) as conn:
             return [self._run(conn, ended.row["id"]) for ended in _RUNS.reap(conn, self.clock())]
 
     # -- reading runs --------------------------------------------------------------
@@ -460,6 +476,33 @@ class LocalBackend(Backend):
         self.store.close()
 
     # -- helpers -------------------------------------------------------------------
+
+    @staticmethod
+    def _lock_running(conn: Connection, sweep_id: str) -> None:
+        """Lock the sweep's running runs, waiting for the reports that hold them (a run
+        ending, a heartbeat): the statements after this one see those that ended, and a
+        report that comes later waits for this transaction and sees what it wrote."""
+        conn.execute(
+            f"SELECT id FROM runs WHERE sweep_id = ? AND state = ?{LOCK_ROWS}",
+            (sweep_id, RunState.running.value),
+        ).fetchall()
+
+    @classmethod
+    def _finish_if_last(cls, conn: Connection, sweep_id: str, now: float) -> None:
+        """After a run of the sweep ended, in the transaction holding its row: finish the
+        sweep if it is done and nothing is left to end.
+
+        The done reason is read only now, under the run's lock (a claim recording it
+        either committed first, or waits for this run to end: `_lock_running`), and with
+        the sweep's row locked while it has one, so that of the last runs ending at once
+        the one that commits last sees the others ended."""
+        done = conn.execute(
+            "SELECT 1 FROM sweeps WHERE id = ? AND state = ? AND done_reason IS NOT NULL"
+            + LOCK_ROWS,
+            (sweep_id, SweepState.running.value),
+        ).fetchone()
+        if done is not None:
+            cls._finish_if_drained(conn, sweep_id, now)
 
     @staticmethod
     def _finish_if_drained(conn: Connection, sweep_id: str, now: float) -> bool:

@@ -5,10 +5,16 @@ host, or a PostgreSQL database for agents on many. The backends write plain SQL 
 the `Connection` a transaction yields (qmark `?` placeholders, `rowid` ordering, `ON
 CONFLICT` upserts), and a dialect module makes that SQL mean the same on its database:
 
-- `transaction(immediate=True)` holds the store's one write lock from its first statement
+- `transaction(immediate=True)` holds the store's write lock from its first statement
   to its commit, so a read-then-write (a claim) is never interleaved with another
   process's write. That is what lets the backends keep every guarantee as
   compare-and-set over rows they read.
+- `transaction(immediate=True, scope=...)` narrows that lock where the database can: a
+  scope (a sweep's id) excludes the writers of the same scope and the store-wide ones,
+  not those of other scopes; `scope=ROWS_ONLY` takes no lock up front, and the
+  transaction locks the rows it reads with `LOCK_ROWS` (or skips those locked by others
+  with `SKIP_LOCKED`) before it changes them. SQLite has one write lock, so there every
+  write transaction holds it, whatever its scope, and those markers are comments.
 - Reads without `immediate` see one consistent snapshot.
 - Driver errors come out as `StoreError`; a connection lost between transactions is
   re-opened with backoff, one lost inside a transaction comes out as `StoreDisconnected`
@@ -136,6 +142,19 @@ CREATE TABLE IF NOT EXISTS wandb_synced (
 );
 """
 
+#: `transaction(immediate=True, scope=ROWS_ONLY)`: no lock up front, only the rows read
+#: with `LOCK_ROWS` / `SKIP_LOCKED` (and those the writes change).
+ROWS_ONLY = ""
+#: Ends a SELECT whose rows the transaction goes on to change: the dialect makes it lock
+#: them until the commit (PostgreSQL `FOR UPDATE`; a writer on SQLite holds the whole
+#: database already, and reads a comment). Under READ COMMITTED a row another
+#: transaction changed meanwhile is read again once its lock is free, and dropped if it
+#: no longer matches the WHERE clause: a compare-and-set.
+LOCK_ROWS = " /* lock rows */"
+#: As `LOCK_ROWS`, but rows another transaction has locked are left out rather than
+#: waited for (PostgreSQL `FOR UPDATE SKIP LOCKED`).
+SKIP_LOCKED = " /* lock rows, skip locked */"
+
 #: Columns (table, column, type) added by each version, which a store written at an older
 #: version gains when it is opened; tables added since are created by SCHEMA itself.
 MIGRATIONS: dict[int, tuple[tuple[str, str, str], ...]] = {
@@ -222,8 +241,9 @@ class Store(ABC):
         """A new connection with the schema created or migrated, or StoreError."""
 
     @abstractmethod
-    def _begin(self, conn: Any, immediate: bool) -> None:
-        """Start a transaction; `immediate` takes the store's write lock first."""
+    def _begin(self, conn: Any, immediate: bool, scope: str | None = None) -> None:
+        """Start a transaction; `immediate` takes the write lock of `scope` first (see
+        `transaction`)."""
 
     @abstractmethod
     def _in_transaction(self, conn: Any) -> bool:
@@ -270,11 +290,11 @@ class Store(ABC):
         with suppress(Exception):
             conn.close()
 
-    def _start(self, immediate: bool) -> Any:
+    def _start(self, immediate: bool, scope: str | None) -> Any:
         """This thread's connection inside a new transaction."""
         try:
             conn = self._connection()
-            self._begin(conn, immediate)
+            self._begin(conn, immediate, scope)
         except Exception as e:
             translated = self._translate(e)
             if translated is None:
@@ -285,18 +305,23 @@ class Store(ABC):
     # -- transactions ---------------------------------------------------------------
 
     @contextmanager
-    def transaction(self, immediate: bool = False) -> Iterator[Any]:
+    def transaction(self, immediate: bool = False, scope: str | None = None) -> Iterator[Any]:
         """One scoped transaction: commit on success, roll back on any exception.
 
-        `immediate=True` takes the write lock up front (use it for every write, so a
-        read-then-write can never be interleaved with another process's). A nested call
-        joins the outer transaction. Driver errors come out as `StoreError`.
+        `immediate=True` takes a write lock up front (use it for every write, so a
+        read-then-write can never be interleaved with another process's): with no
+        `scope`, the store-wide one, which every other writer waits for; with a scope (a
+        sweep's id), one that only the writers of that scope wait for (and store-wide
+        writers); with `ROWS_ONLY`, none: the transaction locks the rows it goes on to
+        change as it reads them (`LOCK_ROWS`). Where the database has one write lock
+        (SQLite), every write transaction takes it. A nested call joins the outer
+        transaction. Driver errors come out as `StoreError`.
         """
         conn = getattr(self._local, "conn", None)
         if conn is not None and self._local.pid == os.getpid() and self._in_transaction(conn):
             yield conn
             return
-        conn = self._start(immediate)
+        conn = self._start(immediate, scope)
         try:
             yield conn
             conn.execute("COMMIT")

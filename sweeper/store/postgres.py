@@ -7,13 +7,20 @@ float and rowid column types, error texts), and the SQLite path keeps running it
 statements with no layer in between. SQLAlchemy would have meant rewriting every query
 as expressions, or passing them through `text()` for nothing.
 
-The write lock: an immediate transaction starts with `pg_advisory_xact_lock` on one key,
-PostgreSQL's counterpart of SQLite's `BEGIN IMMEDIATE`. Writers queue on it and run one
-at a time, so every compare-and-set the backends make (claims, run_cap, dedupe on
-discrete spaces, ending a run) reads what the previous writer committed and holds exactly
-as on SQLite, with one code path; readers never wait (`REPEATABLE READ` snapshots). A
-writer holds the lock for a few round trips (a claim 3; the engine proposes outside it);
-what that allows, and what it does not yet: BENCHMARKS.md, issue 19.
+The write locks: an immediate transaction starts with transaction-scoped advisory locks,
+PostgreSQL's counterpart of SQLite's `BEGIN IMMEDIATE`, taken in one round trip with its
+`BEGIN`. A store-wide writer (creating a sweep, the W&B backend) takes the store key
+exclusively and so runs alone, as on SQLite; every other writer takes it shared, and a
+scoped one (a sweep's claims and state changes) also takes its scope's key exclusively,
+so the claims of one sweep run one at a time and read what the previous one committed
+(run_cap, dedupe on discrete spaces, no duplicate), while those of another sweep do not
+wait for them. A `ROWS_ONLY` writer (ending a run, a heartbeat, a logged epoch) takes
+no other advisory lock: it locks the run's row (`FOR NO KEY UPDATE`, the `LOCK_ROWS`
+marker) and re-checks it under that lock, READ COMMITTED, so the agents of one sweep
+report in parallel and their commits share the WAL flushes. The order every writer
+takes its locks in (store key, scope key, run rows, sweep row) is what keeps them free
+of deadlocks; `sweeper.backends.local` says where each guarantee is kept. Readers never
+wait (`REPEATABLE READ` snapshots). Measured: BENCHMARKS.md, issue 19.
 
 A connection lost between transactions (the server restarted, a network blip) is
 re-opened with jittered backoff for `reconnect_s`, then reported as a `StoreError`; one
@@ -26,18 +33,33 @@ from __future__ import annotations
 import functools
 import random
 import time
+import zlib
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 from sweeper.errors import StoreError
-from sweeper.store.base import SCHEMA_VERSION, Store, StoreDisconnected
+from sweeper.store.base import (
+    LOCK_ROWS,
+    ROWS_ONLY,
+    SCHEMA_VERSION,
+    SKIP_LOCKED,
+    Store,
+    StoreDisconnected,
+)
 
 if TYPE_CHECKING:
     import psycopg
 
-#: The advisory lock every writer takes: "sweeper" in ASCII.
+#: The advisory lock every writer takes, exclusively for a store-wide write and shared
+#: for the others: "sweeper" in ASCII.
 _WRITE_LOCK_KEY = 0x73776565706572
+#: The first of the two int4 keys of a scope's advisory lock ("sw"); the second is a hash
+#: of the scope. Two-key locks never collide with the one-key store lock.
+_SCOPE_LOCK_CLASS = 0x7377
+#: What the row-lock markers of `sweeper.store.base` become. NO KEY UPDATE: the rows'
+#: keys never change, and inserts referring to them (FOREIGN KEY) need not wait.
+_ROW_LOCKS = ((SKIP_LOCKED, " FOR NO KEY UPDATE SKIP LOCKED"), (LOCK_ROWS, " FOR NO KEY UPDATE"))
 #: How long a lost connection is re-tried before the store is reported unreachable.
 RECONNECT_S = 60.0
 #: Longest sleep between reconnection attempts.
@@ -67,12 +89,41 @@ def masked_url(url: str) -> str:
 
 @functools.lru_cache(maxsize=512)
 def _pyformat(sql: str) -> str:
-    """A qmark statement in psycopg's placeholder style.
+    """A qmark statement in psycopg's placeholder style, its row-lock markers as clauses.
 
     >>> _pyformat("SELECT 1 FROM runs WHERE id = ? AND reason LIKE 'x%'")
     "SELECT 1 FROM runs WHERE id = %s AND reason LIKE 'x%%'"
+    >>> _pyformat(f"SELECT id FROM runs WHERE state = ?{SKIP_LOCKED}")
+    'SELECT id FROM runs WHERE state = %s FOR NO KEY UPDATE SKIP LOCKED'
     """
-    return sql.replace("%", "%%").replace("?", "%s")
+    return _row_locks(sql.replace("%", "%%").replace("?", "%s"))
+
+
+@functools.lru_cache(maxsize=512)
+def _row_locks(sql: str) -> str:
+    """`sql` with the row-lock markers as PostgreSQL's locking clauses."""
+    for marker, clause in _ROW_LOCKS:
+        sql = sql.replace(marker, clause)
+    return sql
+
+
+def _write_locks(scope: str | None) -> str:
+    """The statements that take an immediate transaction's advisory locks (see the module
+    docstring): constants, so they go with the BEGIN in one round trip.
+
+    >>> _write_locks(None)
+    'SELECT pg_advisory_xact_lock(32500899698992498)'
+    >>> _write_locks("abc12345")
+    'SELECT pg_advisory_xact_lock_shared(32500899698992498); SELECT pg_advisory_xact_lock(29559, 1727894133)'
+    """
+    if scope is None:
+        return f"SELECT pg_advisory_xact_lock({_WRITE_LOCK_KEY})"
+    shared = f"SELECT pg_advisory_xact_lock_shared({_WRITE_LOCK_KEY})"
+    if scope == ROWS_ONLY:
+        return shared
+    # crc32, not hash(): every process on every host must derive the same key.
+    key = zlib.crc32(scope.encode()) - (1 << 31)
+    return f"{shared}; SELECT pg_advisory_xact_lock({_SCOPE_LOCK_CLASS}, {key})"
 
 
 class Row(tuple[Any, ...]):
@@ -108,7 +159,7 @@ class _Connection:
 
     def execute(self, sql: str, parameters: Sequence[Any] | None = None, /) -> Any:
         if parameters is None:
-            return self.raw.execute(sql)
+            return self.raw.execute(_row_locks(sql))
         return self.raw.execute(_pyformat(sql), tuple(parameters))
 
     def close(self) -> None:
@@ -179,7 +230,7 @@ class PostgresStore(Store):
         self._connected_once = True
         return conn
 
-    def _start(self, immediate: bool) -> Any:
+    def _start(self, immediate: bool, scope: str | None) -> Any:
         """This thread's connection inside a new transaction; a connection that was lost
         is re-opened with jittered backoff for `reconnect_s`."""
         import psycopg
@@ -189,7 +240,7 @@ class PostgresStore(Store):
         while True:
             try:
                 conn = self._connection()
-                self._begin(conn, immediate)
+                self._begin(conn, immediate, scope)
                 return conn
             except psycopg.OperationalError as e:
                 self._discard()
@@ -224,13 +275,11 @@ class PostgresStore(Store):
 
         return conn.raw.info.transaction_status != TransactionStatus.IDLE
 
-    def _begin(self, conn: _Connection, immediate: bool) -> None:
+    def _begin(self, conn: _Connection, immediate: bool, scope: str | None = None) -> None:
         if immediate:
-            # One round trip for both (a constant, so no parameter; never prepared, as a
+            # One round trip for all (constants, so no parameter; never prepared, as a
             # prepared statement holds one command).
-            conn.raw.execute(
-                f"BEGIN; SELECT pg_advisory_xact_lock({_WRITE_LOCK_KEY})", prepare=False
-            )
+            conn.raw.execute(f"BEGIN; {_write_locks(scope)}", prepare=False)
         else:
             conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
 

@@ -1,10 +1,11 @@
 """The SQLite store (the default): one file under the home, in WAL mode, shared by every
 process on this host.
 
-Writers open with `BEGIN IMMEDIATE`, SQLite's database-wide write lock, so two processes
-never interleave a read-then-write (a claim), and a busy store is waited for
-(busy_timeout plus a jittered retry) instead of surfacing "database is locked". The
-backends' SQL is SQLite's own, so no statement is rewritten.
+Writers open with `BEGIN IMMEDIATE`, SQLite's database-wide write lock, whatever the
+transaction's scope, so two processes never interleave a read-then-write (a claim), and a
+busy store is waited for (busy_timeout plus a jittered retry) instead of surfacing
+"database is locked". The backends' SQL is SQLite's own, so no statement is rewritten
+(the row-lock markers `LOCK_ROWS` / `SKIP_LOCKED` are SQL comments).
 """
 
 from __future__ import annotations
@@ -177,7 +178,8 @@ class SQLiteStore(Store):
     def _in_transaction(self, conn: sqlite3.Connection) -> bool:
         return conn.in_transaction
 
-    def _begin(self, conn: sqlite3.Connection, immediate: bool) -> None:
+    def _begin(self, conn: sqlite3.Connection, immediate: bool, scope: str | None = None) -> None:
+        # One write lock for the whole file: a scope narrows nothing here.
         if immediate:
             self._begin_immediate(conn)
         else:

@@ -17,6 +17,7 @@ from sweeper.backends.ledger import RunLedger
 from sweeper.errors import NotFoundError
 from sweeper.models import MAX_CRASH_RETRIES, RunState, SweepState
 from sweeper.store import SQLiteStore, Store, open_store
+from sweeper.store.base import ROWS_ONLY
 
 SWEEP = "sweep001"
 NOW = 1_000_000.0
@@ -134,7 +135,8 @@ def test_only_the_worker_running_a_run_owns_it(
     book: Book, state: RunState, worker: str | None, owned: bool
 ) -> None:
     book.add("run1", state, worker=worker)
-    with book.store.transaction() as conn:
+    # owned locks the row it returns: a write transaction's work.
+    with book.store.transaction(immediate=True, scope=ROWS_ONLY) as conn:
         row = book.ledger.owned(conn, "run1", "w1")
     assert (row is not None) == owned
     assert row is None or row["id"] == "run1"

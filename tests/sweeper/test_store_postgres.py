@@ -1,9 +1,12 @@
 """The PostgreSQL store on a real server: schema versioning, reconnecting with backoff,
-a lost transaction, a password that is never printed, and the CLI on it."""
+a lost transaction, a password that is never printed, the CLI on it, and which writer
+waits for which (a sweep's claims, a run's reports, store-wide writes)."""
 
 from __future__ import annotations
 
 import json
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,12 +15,13 @@ import psycopg
 import pytest
 from typer.testing import CliRunner
 
-from sweeper.backends.local import LocalBackend
+from sweeper.backends.local import _RUNS, _SWEEP_OF_RUN, LocalBackend
 from sweeper.cli import app
 from sweeper.errors import StoreError
-from sweeper.models import SweepState
+from sweeper.models import Claim, Control, RunState, SweepState
 from sweeper.paths import Home
 from sweeper.store import SCHEMA_VERSION, StoreDisconnected, open_store, retried
+from sweeper.store.base import ROWS_ONLY
 from sweeper.store.postgres import PostgresStore
 from tests.pg_server import PgServer
 
@@ -178,3 +182,117 @@ def test_the_cli_runs_a_sweep_on_a_postgres_store(pg_url: str, tmp_path: Path) -
     assert backend.get_sweep(sweep_id).state == SweepState.canceled
     # The default SQLite store under the home knows nothing of it.
     assert LocalBackend(Home(store=f"sqlite:///{tmp_path}/other.db")).list_sweeps() == []
+
+
+# -- the write locks: which writer waits for which ------------------------------------
+
+
+def impatient(url: str) -> str:
+    """`url` whose sessions give up waiting for a lock after 300 ms (SQLSTATE 55P03), so a
+    write that would wait is an error rather than a hang."""
+    return f"{url}%20-clock_timeout%3D300"
+
+
+@pytest.fixture
+def two_sweeps(pg_url: str, make_spec: MakeSpec) -> Iterator[tuple[LocalBackend, str, str]]:
+    """A backend on an impatient store with two random-search sweeps."""
+    backend = LocalBackend(Home(store=impatient(pg_url)))
+    spec = make_spec({"a": {"distribution": "uniform", "min": 0, "max": 1}}, method="random")
+    first, second = (backend.create_sweep(spec).id for _ in range(2))
+    yield backend, first, second
+    backend.close()
+
+
+def test_a_claim_waits_only_for_writers_of_its_own_sweep(
+    two_sweeps: tuple[LocalBackend, str, str], pg_url: str
+) -> None:
+    backend, first, second = two_sweeps
+    holder = open_store(pg_url)
+    with holder.transaction(immediate=True, scope=first):
+        assert backend.claim_run(second, "w1").run is not None
+        with pytest.raises(StoreError, match="lock timeout"):
+            backend.claim_run(first, "w1")
+    assert backend.claim_run(first, "w1").run is not None
+    holder.close()
+
+
+def test_a_run_reports_without_waiting_for_claims_of_its_sweep(
+    two_sweeps: tuple[LocalBackend, str, str], pg_url: str
+) -> None:
+    backend, first, _ = two_sweeps
+    running = [backend.claim_run(first, f"w{i}").run for i in range(3)]
+    assert all(running)
+    ids = [run.id for run in running if run is not None]
+    holder = open_store(pg_url)
+    with holder.transaction(immediate=True, scope=first):
+        assert backend.heartbeat(ids[0], "w0") == Control.proceed
+        assert backend.log_epoch(ids[0], "w0", {"epoch": 1, "val_accuracy": 0.5}) == Control.proceed
+        assert backend.finish_run(ids[0], "w0", {"val_accuracy": 0.5})
+        assert backend.fail_run(ids[1], "w1", "boom")
+        assert backend.requeue_run(ids[2], "w2", "preempted")
+        assert backend.reap_stale() == []
+    holder.close()
+
+
+def test_a_store_wide_writer_excludes_every_other(
+    two_sweeps: tuple[LocalBackend, str, str], pg_url: str
+) -> None:
+    backend, first, second = two_sweeps
+    run = backend.claim_run(first, "w1").run
+    assert run is not None
+    holder = open_store(pg_url)
+    with holder.transaction(immediate=True):
+        for write in (
+            lambda: backend.claim_run(second, "w2"),
+            lambda: backend.finish_run(run.id, "w1", {}),
+            lambda: backend.set_sweep_state(second, SweepState.paused),
+        ):
+            with pytest.raises(StoreError, match="lock timeout"):
+                write()
+    assert backend.finish_run(run.id, "w1", {})
+    holder.close()
+
+
+def waiting_for_locks(server: PgServer) -> int:
+    """How many lock requests are waiting on the server now."""
+    with psycopg.connect(server.url(), autocommit=True) as conn:
+        row = conn.execute("SELECT count(*) FROM pg_locks WHERE NOT granted").fetchone()
+    return int(row[0]) if row else 0
+
+
+def test_the_last_run_ending_while_a_claim_waits_for_it_finishes_the_sweep(
+    pg_url: str, pg_server: PgServer, make_spec: MakeSpec
+) -> None:
+    """A claim of a done sweep holds the sweep's lock and waits for its running runs'
+    rows; the last run's end holds its row and then locks the sweep's row, never the
+    sweep's lock (that order would be a deadlock, which PostgreSQL breaks by aborting one
+    of them). Both commit, and the end finishes the sweep."""
+    backend = LocalBackend(Home(store=pg_url))
+    spec = make_spec(
+        {"a": {"distribution": "uniform", "min": 0, "max": 1}}, method="random", run_cap=2
+    )
+    sweep = backend.create_sweep(spec).id
+    first, last = (backend.claim_run(sweep, f"w{i}").run for i in range(2))
+    assert first is not None and last is not None
+    capped = backend.claim_run(sweep, "w2")
+    assert (capped.run, capped.done, capped.reason) == (None, False, "run_cap 2 reached")
+    assert backend.finish_run(first.id, "w0", {})
+    claimed: list[Claim] = []
+    ender = LocalBackend(Home(store=pg_url))
+    with ender.store.transaction(immediate=True, scope=ROWS_ONLY) as conn:
+        # finish_run, held open once it has locked the run's row.
+        row = _RUNS.owned(conn, last.id, "w1", also=_SWEEP_OF_RUN)
+        claimer = threading.Thread(target=lambda: claimed.append(backend.claim_run(sweep, "w2")))
+        claimer.start()
+        deadline = time.monotonic() + 30
+        while waiting_for_locks(pg_server) == 0:
+            assert claimer.is_alive() and time.monotonic() < deadline, "the claim never waited"
+            time.sleep(0.01)
+        _RUNS.finish(conn, row, {}, RunState.finished, None, ("val_accuracy", "maximize"), 1.0)
+        LocalBackend._finish_if_last(conn, sweep, 1.0)
+    claimer.join()
+    assert [(c.run, c.done) for c in claimed] == [(None, False)]
+    assert backend.get_sweep(sweep).state == SweepState.finished
+    assert backend.claim_run(sweep, "w2").done
+    ender.close()
+    backend.close()
