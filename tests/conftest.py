@@ -18,8 +18,14 @@ from tests.shared_runs import SharedRuns
 ROOT = Path(__file__).parents[1]
 
 
-#: Left out of every test's environment: no real credentials leak in.
-SECRETS = ("WANDB_API_KEY",)
+#: Left out of every test's environment and of the processes tests start: no real
+#: credentials leak in (WANDB_API_KEY), and no process a test starts attaches to this test
+#: process's wandb-core. wandb announces the wandb-core it started in WANDB_SERVICE
+#: (`wandb.env.SERVICE`) for child processes to share; a CLI under test that inherited it
+#: from an earlier test's wandb use would run on that service instead of its own, as no
+#: user's does, and wandb (0.31) does not stop such a connection's finalizer thread at
+#: teardown, so the thread's traceback could reach the CLI's stderr.
+LEFT_OUT = ("WANDB_API_KEY", "WANDB_SERVICE")
 
 
 def isolated_environ(folder: Path) -> dict[str, str]:
@@ -36,10 +42,11 @@ def isolated_environ(folder: Path) -> dict[str, str]:
 
 @pytest.fixture(autouse=True)
 def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """Every test gets its own sweeper home and offline wandb; no real credentials leak in."""
+    """Every test gets its own sweeper home and offline wandb; no real credentials or wandb
+    service of this process leak in (`LEFT_OUT`)."""
     for name, value in isolated_environ(tmp_path).items():
         monkeypatch.setenv(name, value)
-    for name in SECRETS:
+    for name in LEFT_OUT:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.chdir(tmp_path)
     yield tmp_path / "sweeper-home"

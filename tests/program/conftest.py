@@ -14,7 +14,7 @@ from typing import Any
 from sweeper.locate import open_backend
 from sweeper.models import Run
 from sweeper.paths import Home
-from tests.conftest import SECRETS, isolated_environ
+from tests.conftest import LEFT_OUT, isolated_environ
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPTS = ("logs_metric.py", "reads_args.py")
@@ -32,7 +32,7 @@ class Project:
         self.path = path
         self.home = path / ".sweeper"
         self.out = path / "out.jsonl"
-        inherited = {k: v for k, v in os.environ.items() if k not in SECRETS}
+        inherited = {k: v for k, v in os.environ.items() if k not in LEFT_OUT}
         self.env = {**inherited, **isolated_environ(path), "PYTHONPATH": str(ROOT)}
         self.env["WANDB_MODE"] = "disabled"
         self.env["PROGRAM_OUT"] = str(self.out)
