@@ -29,8 +29,11 @@ _PROJECT_ROOT = str(Path(agent.__file__).resolve().parents[1])
 
 
 def worker_env(slot: Slot, base: dict[str, str] | None = None) -> dict[str, str]:
-    """The worker's environment: the agent's, with its GPU, unbuffered output, the project importable."""
+    """The worker's environment: the agent's, with its GPU, unbuffered output, the project
+    importable, and none of the agent's wandb-core (the worker's wandb mirror starts its own:
+    a connection to a service it does not own prints a wandb thread's traceback at exit)."""
     env = dict(os.environ if base is None else base)
+    env.pop("WANDB_SERVICE", None)
     env["CUDA_VISIBLE_DEVICES"] = slot.cuda_visible_devices
     env["PYTHONUNBUFFERED"] = "1"
     paths = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]

@@ -27,9 +27,9 @@ PROJECT_ROOT = str(Path(__file__).resolve().parents[2])
     ("slot", "visible"), [(CPU, ""), (Slot(index=3, gpu=1, cuda_visible_devices="5"), "5")]
 )
 def test_worker_env_sets_the_gpu_and_keeps_the_path(slot: Slot, visible: str) -> None:
-    env = worker_env(
-        slot, {"PYTHONPATH": "/somewhere", "CUDA_VISIBLE_DEVICES": "0,1", "HOME": "/h"}
-    )
+    agent = {"PYTHONPATH": "/somewhere", "CUDA_VISIBLE_DEVICES": "0,1", "HOME": "/h"}
+    env = worker_env(slot, {**agent, "WANDB_SERVICE": "3-357-unix-/tmp/wandb-357/socket"})
+    assert "WANDB_SERVICE" not in env
     assert env["CUDA_VISIBLE_DEVICES"] == visible
     assert env["PYTHONPATH"].split(os.pathsep) == ["/somewhere", PROJECT_ROOT]
     assert (env["HOME"], env["PYTHONUNBUFFERED"]) == ("/h", "1")
