@@ -285,7 +285,7 @@ def propose(spec: SweepSpec, runs: Sequence[EngineRun]) -> Proposal | Exhausted:
         return proposal
 
     if spec.method == "bayes":
-        candidates = _nearest(spec, proposal.engine_config, unused)
+        candidates = _call(spec, lambda: _nearest(spec, proposal.engine_config, unused))
         how = "the unused config nearest to it in the engine's normalized space"
     else:
         candidates = sorted(unused)
