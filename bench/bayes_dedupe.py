@@ -1,6 +1,7 @@
 """Dedupe policies for bayes on a discrete space: engine calls per sweep and search quality.
 
     python bench/bayes_dedupe.py [--seeds 40] [--workdir /tmp/peers-work] [--jobs 2]
+    python bench/bayes_dedupe.py --seeds 80 --policies "3 tries (before),nearest (now)"
 
 W&B's bayes engine proposes configs that already ran; on a discrete space
 `sweeper.engine.propose` never hands one out again. Each way of getting an unused config
@@ -8,7 +9,7 @@ costs engine calls (a GP fit and its predict over 1000 candidates, ~0.1 s each o
 CPU) and may change which configs the search tries. This bench measures both without a
 clock: every config of `sweeps/head_bayes.yaml`'s 24-config space is trained once (seeded,
 bench/peers.py's data and backbone, kept in `--workdir` with the results as
-`head_results.json`), then the 22-run sweep is replayed per seed and policy on those
+`head_results.json`, read back on later runs: delete it to train again), then the 22-run sweep is replayed per seed and policy on those
 results, one slot, each run finished before the next proposal:
 
 - "N tries": ask the engine again on the same history up to N times, then pick an unused
