@@ -9,8 +9,9 @@ costs engine calls (a GP fit and its predict over 1000 candidates, ~0.1 s each o
 CPU) and may change which configs the search tries. This bench measures both without a
 clock: every config of `sweeps/head_bayes.yaml`'s 24-config space is trained once (seeded,
 bench/peers.py's data and backbone, kept in `--workdir` with the results as
-`head_results.json`, read back on later runs: delete it to train again), then the 22-run sweep is replayed per seed and policy on those
-results, one slot, each run finished before the next proposal:
+`head_results.json`, read back on later runs: delete it to train again), then the 22-run
+sweep is replayed per seed and policy on those results, one slot, each run finished
+before the next proposal:
 
 - "N tries": ask the engine again on the same history up to N times, then pick an unused
   config at random (3 tries is the policy before this bench);
