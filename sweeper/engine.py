@@ -43,8 +43,6 @@ if TYPE_CHECKING:
 
 _T = TypeVar("_T")
 
-#: Engine proposals tried before a used config is replaced by an unused one.
-ENGINE_TRIES = 3
 #: Configs random search on a continuous space draws per engine call (see `propose`).
 DRAWN_AHEAD = 16
 #: Per (process, sweep config): random configs drawn ahead and not handed out yet.
@@ -251,8 +249,12 @@ def propose(spec: SweepSpec, runs: Sequence[EngineRun]) -> Proposal | Exhausted:
     """The next config to train, or why there is none.
 
     On a discrete space a config that is used (any run of it that did not crash) is
-    never proposed: the engine is asked again up to `ENGINE_TRIES` times, then an unused
-    config of the space is picked at random, and `search_info` says so.
+    never proposed. The engine is asked once; when it proposes a used config, bayes gets
+    the unused config nearest to it in the engine's normalized space (ties at random):
+    the GP chose that region, and one engine call per claim instead of up to three found
+    the best config as early (bench/bayes_dedupe.py). Random search gets an unused config
+    at random, which is what asking again until one comes up would give, less the calls.
+    `search_info` says so.
 
     Random search on a continuous space reads no runs, so its configs are independent
     draws: this process draws `DRAWN_AHEAD` of them in one engine call (each call builds
@@ -275,29 +277,52 @@ def propose(spec: SweepSpec, runs: Sequence[EngineRun]) -> Proposal | Exhausted:
 
     # Random search ignores the history; building SweepRuns for it would cost O(runs) per claim.
     engine_runs = [to_sweep_run(r, spec) for r in runs] if spec.method != "random" else []
-    skipped = 0
-    for _ in range(ENGINE_TRIES):
-        (suggestion,) = _next_runs(spec, engine_runs, 1)
-        if suggestion is None:
-            return _exhausted(spec, len({r.config_key for r in runs}))
-        proposal = _proposal(suggestion.config, suggestion.search_info)
-        if space is None or proposal.config_key not in used:
-            if skipped:
-                proposal.search_info = {**(proposal.search_info or {}), "repeats_skipped": skipped}
-            return proposal
-        skipped += 1
+    (suggestion,) = _next_runs(spec, engine_runs, 1)
+    if suggestion is None:
+        return _exhausted(spec, len({r.config_key for r in runs}))
+    proposal = _proposal(suggestion.config, suggestion.search_info)
+    if space is None or proposal.config_key not in used:
+        return proposal
 
-    _, chosen = random.choice(sorted(unused.items()))
+    if spec.method == "bayes":
+        candidates = _call(spec, lambda: _nearest(spec, proposal.engine_config, unused))
+        how = "the unused config nearest to it in the engine's normalized space"
+    else:
+        candidates = sorted(unused)
+        how = "an unused config at random"
+    chosen = unused[random.choice(candidates)]
     return _proposal(
         chosen,
         {
-            "repeats_skipped": skipped,
+            "repeats_skipped": 1,
             "picked": (
-                f"the engine proposed already-used configs {skipped} times; picked an unused one "
-                f"of the {len(keyed)}-config space at random ({len(unused)} were left)"
+                f"the engine proposed an already-used config; picked {how} "
+                f"({len(unused)} of the {len(keyed)}-config space were left)"
             ),
         },
     )
+
+
+def _nearest(
+    spec: SweepSpec, proposed: dict[str, Any], unused: Mapping[str, dict[str, Any]]
+) -> list[str]:
+    """The keys of the unused configs (engine form) nearest to `proposed`, sorted.
+
+    Distances are taken where the engine's GP sees configs: each parameter's value as its
+    CDF in [0, 1] (`HyperParameterSet.normalize_runs_as_array`), so a config one step
+    away in one parameter is near.
+    """
+    sweeps = _sweeps()
+    from sweeps.params import HyperParameterSet
+
+    keys = sorted(unused)
+    params = HyperParameterSet.from_config(_engine_config(spec)["parameters"])
+    points = params.normalize_runs_as_array(
+        [sweeps.SweepRun(config=c) for c in [proposed, *(unused[k] for k in keys)]]
+    )
+    distances = ((points[1:] - points[0]) ** 2).sum(axis=1)
+    # Equal distances computed from different CDF sums may differ in the last bits.
+    return [k for k, d in zip(keys, distances, strict=True) if d <= distances.min() + 1e-9]
 
 
 def _drawn_ahead(spec: SweepSpec) -> Proposal:

@@ -180,8 +180,76 @@ def test_fallback_pick_is_recorded_in_search_info(
     assert isinstance(proposal, engine.Proposal)
     assert proposal.config == {"a": 3}
     assert proposal.search_info is not None
-    assert proposal.search_info["repeats_skipped"] == engine.ENGINE_TRIES
-    assert "picked an unused one of the 3-config space" in proposal.search_info["picked"]
+    assert proposal.search_info == {
+        "repeats_skipped": 1,
+        "picked": "the engine proposed an already-used config; picked an unused config at "
+        "random (1 of the 3-config space were left)",
+    }
+
+
+def _engine_proposes(monkeypatch: pytest.MonkeyPatch, config: dict[str, Any]) -> list[int]:
+    """Make the engine propose `config` (flat) on every call; the calls, counted."""
+    calls: list[int] = []
+
+    def proposes(*args: Any, **kwargs: Any) -> list[sweeps.SweepRun]:
+        calls.append(1)
+        return [sweeps.SweepRun(config={k: {"value": v} for k, v in config.items()})]
+
+    monkeypatch.setattr(sweeps, "next_runs", proposes)
+    return calls
+
+
+def test_a_bayes_repeat_becomes_the_nearest_unused_config_in_one_engine_call(
+    make_spec: MakeSpec, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec = make_spec({"a": {"values": [1, 2, 3]}, "b": {"values": ["x", "y"]}}, method="bayes")
+    used = [{"a": 1, "b": "x"}, {"a": 2, "b": "x"}, {"a": 1, "b": "y"}]
+    calls = _engine_proposes(monkeypatch, {"a": 1, "b": "x"})
+    proposal = engine.propose(spec, [engine_run(f"r{i}", c) for i, c in enumerate(used)])
+    # The engine's CDF coordinates: a 1/3, 2/3, 1 and b 1/2, 1. From (1, x), (2, y) is
+    # 1/3 and 1/2 away (squared 0.36), (3, x) 2/3 away (0.44), (3, y) further.
+    assert isinstance(proposal, engine.Proposal)
+    assert proposal.config == {"a": 2, "b": "y"}
+    assert calls == [1]
+    assert proposal.search_info == {
+        "repeats_skipped": 1,
+        "picked": "the engine proposed an already-used config; picked the unused config "
+        "nearest to it in the engine's normalized space (3 of the 6-config space were left)",
+    }
+
+
+def test_unused_configs_equally_near_a_bayes_repeat_are_picked_at_random(
+    make_spec: MakeSpec, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec = make_spec({"a": {"values": [1, 2, 3]}, "b": {"value": "fixed"}}, method="bayes")
+    _engine_proposes(monkeypatch, {"a": 2, "b": "fixed"})
+    offered: list[list[str]] = []
+    monkeypatch.setattr(engine.random, "choice", lambda items: offered.append(items) or items[-1])
+    proposal = engine.propose(spec, [engine_run("r1", {"a": 2, "b": "fixed"})])
+    assert offered == [[engine.config_key({"a": a, "b": "fixed"}) for a in (1, 3)]]
+    assert isinstance(proposal, engine.Proposal) and proposal.config == {"a": 3, "b": "fixed"}
+
+
+def test_a_bayes_repeat_in_a_space_with_groups_becomes_an_unused_config(
+    make_spec: MakeSpec, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    parameters = {"opt": {"parameters": {"lr": {"values": [0.1, 0.01]}, "m": {"value": 0.9}}}}
+    spec = make_spec(parameters, method="bayes")
+    used = {"opt": {"lr": 0.1, "m": 0.9}}
+    monkeypatch.setattr(
+        sweeps,
+        "next_runs",
+        lambda *a, **k: [sweeps.SweepRun(config={"opt": {"value": used["opt"]}})],
+    )
+    run = engine.EngineRun(
+        id="r1",
+        state=RunState.finished,
+        engine_config={"opt": {"value": used["opt"]}},
+        config_key=engine.config_key(flatten_config({"opt": {"value": used["opt"]}})),
+    )
+    proposal = engine.propose(spec, [run])
+    assert isinstance(proposal, engine.Proposal)
+    assert proposal.engine_config == {"opt": {"value": {"lr": 0.01, "m": 0.9}}}
 
 
 def test_crashed_config_may_be_proposed_again(make_spec: MakeSpec) -> None:
