@@ -69,6 +69,12 @@ PROPOSE_TRIES = 5
 
 #: The sweep column `finish_run` reads with the run's row, in one round trip.
 _SWEEP_OF_RUN = ", (SELECT spec FROM sweeps WHERE sweeps.id = runs.sweep_id) AS sweep_spec"
+#: What the UPDATE ending a run returns for `finish_run`: whether its sweep is running and
+#: done (`_finish_if_last` then has more to check), read after the run's row was locked.
+_SWEEP_DONE = (
+    "EXISTS (SELECT 1 FROM sweeps WHERE sweeps.id = runs.sweep_id"
+    f" AND state = '{SweepState.running.value}' AND done_reason IS NOT NULL) AS sweep_done"
+)
 
 #: The bookkeeping of the `runs` table; a crash retry keeps the engine's view of its config.
 _RUNS = RunLedger(
@@ -190,6 +196,12 @@ class LocalBackend(Backend):
         (see the module docstring), else the claim proposes again, at most
         `PROPOSE_TRIES` times before it proposes inside the lock.
         """
+        while (claim := self._claim_once(sweep_id, worker, lease_s)) is None:
+            pass  # a new run's random id was taken: nothing was handed out
+        return claim
+
+    def _claim_once(self, sweep_id: str, worker: str, lease_s: float) -> Claim | None:
+        """`claim_run`, or None when the id drawn for a new run was taken (`_hand_out`)."""
         known = self._specs.get(sweep_id)
         blind = known is not None and not engine.needs_runs(known)
         # A blind proposal lost to a pending run is simply dropped: it is an independent draw.
@@ -262,7 +274,7 @@ class LocalBackend(Backend):
         worker: str,
         lease_s: float,
         spec: SweepSpec,
-    ) -> Claim:
+    ) -> Claim | None:
         """Propose and hand the proposal out in the caller's write transaction, where no
         other claim can take its config first. The lease starts when the run is handed
         out: a proposal can take seconds (the engine's first import, a bayes fit)."""
@@ -299,12 +311,19 @@ class LocalBackend(Backend):
         lease_s: float,
         outcome: engine.Proposal | engine.Exhausted,
         now: float,
-    ) -> Claim:
-        """Insert the proposed config as a run running for `worker`, or end the sweep's
-        claims when the engine has nothing more to propose."""
+    ) -> Claim | None:
+        """Insert the proposed config as a run running for `worker` and commit with the
+        insert (`Store.commit_with`: the sweep's lock is released a round trip sooner),
+        or end the sweep's claims when the engine has nothing more to propose.
+
+        Returns:
+            The claim, or None in the rare case that the run's random id was taken: then
+            nothing was inserted and the transaction is over, so the caller claims again.
+        """
         if isinstance(outcome, engine.Exhausted):
             return self._done(conn, sweep_id, outcome.reason, now)
         values = (
+            _RUNS.new_id(),
             sweep_id,
             RunState.running.value,
             dumps(outcome.config),
@@ -318,17 +337,15 @@ class LocalBackend(Backend):
             now,
             now,
         )
-        while True:
-            # The id is random: on the rare clash nothing is inserted and another is drawn.
-            inserted = conn.execute(
-                "INSERT INTO runs (id, sweep_id, state, config, engine_config, config_key, worker,"
-                " host, search_info, lease_s, created_at, started_at, heartbeat_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-                " ON CONFLICT (id) DO NOTHING RETURNING *",
-                (_RUNS.new_id(), *values),
-            ).fetchall()  # all: SQLite cannot commit while a RETURNING statement is unfinished
-            if inserted:
-                return Claim(run=_to_run(inserted[0], []))
+        inserted = self.store.commit_with(
+            conn,
+            "INSERT INTO runs (id, sweep_id, state, config, engine_config, config_key, worker,"
+            " host, search_info, lease_s, created_at, started_at, heartbeat_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (id) DO NOTHING RETURNING *",
+            values,
+        )
+        return Claim(run=_to_run(inserted[0], [])) if inserted else None
 
     def _done(self, conn: Connection, sweep_id: str, reason: str, now: float) -> Claim:
         """Record why the sweep hands out no more runs and finish it if none is left to end.
@@ -416,8 +433,13 @@ class LocalBackend(Backend):
                 return False
             spec = self._known_spec(row["sweep_id"], row["sweep_spec"])
             metric = (spec.metric_name, spec.metric_goal)
-            _RUNS.finish(conn, row, summary, state, reason, metric, now, spec.kind == "program")
-            self._finish_if_last(conn, row["sweep_id"], now)
+            program = spec.kind == "program"
+            ended = _RUNS.finish(
+                conn, row, summary, state, reason, metric, now, program, _SWEEP_DONE
+            )
+            # Most runs end while their sweep is not done: nothing more to read then.
+            if ended.returned is not None and ended.returned["sweep_done"]:
+                self._finish_if_last(conn, row["sweep_id"], now)
             return True
 
     @retried
