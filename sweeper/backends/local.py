@@ -196,12 +196,6 @@ class LocalBackend(Backend):
         (see the module docstring), else the claim proposes again, at most
         `PROPOSE_TRIES` times before it proposes inside the lock.
         """
-        while (claim := self._claim_once(sweep_id, worker, lease_s)) is None:
-            pass  # a new run's random id was taken: nothing was handed out
-        return claim
-
-    def _claim_once(self, sweep_id: str, worker: str, lease_s: float) -> Claim | None:
-        """`claim_run`, or None when the id drawn for a new run was taken (`_hand_out`)."""
         known = self._specs.get(sweep_id)
         blind = known is not None and not engine.needs_runs(known)
         # A blind proposal lost to a pending run is simply dropped: it is an independent draw.
@@ -274,7 +268,7 @@ class LocalBackend(Backend):
         worker: str,
         lease_s: float,
         spec: SweepSpec,
-    ) -> Claim | None:
+    ) -> Claim:
         """Propose and hand the proposal out in the caller's write transaction, where no
         other claim can take its config first. The lease starts when the run is handed
         out: a proposal can take seconds (the engine's first import, a bayes fit)."""
@@ -311,19 +305,12 @@ class LocalBackend(Backend):
         lease_s: float,
         outcome: engine.Proposal | engine.Exhausted,
         now: float,
-    ) -> Claim | None:
-        """Insert the proposed config as a run running for `worker` and commit with the
-        insert (`Store.commit_with`: the sweep's lock is released a round trip sooner),
-        or end the sweep's claims when the engine has nothing more to propose.
-
-        Returns:
-            The claim, or None in the rare case that the run's random id was taken: then
-            nothing was inserted and the transaction is over, so the caller claims again.
-        """
+    ) -> Claim:
+        """Insert the proposed config as a run running for `worker`, or end the sweep's
+        claims when the engine has nothing more to propose."""
         if isinstance(outcome, engine.Exhausted):
             return self._done(conn, sweep_id, outcome.reason, now)
         values = (
-            _RUNS.new_id(),
             sweep_id,
             RunState.running.value,
             dumps(outcome.config),
@@ -337,15 +324,17 @@ class LocalBackend(Backend):
             now,
             now,
         )
-        inserted = self.store.commit_with(
-            conn,
-            "INSERT INTO runs (id, sweep_id, state, config, engine_config, config_key, worker,"
-            " host, search_info, lease_s, created_at, started_at, heartbeat_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-            " ON CONFLICT (id) DO NOTHING RETURNING *",
-            values,
-        )
-        return Claim(run=_to_run(inserted[0], [])) if inserted else None
+        while True:
+            # The id is random: on the rare clash nothing is inserted and another is drawn.
+            inserted = conn.execute(
+                "INSERT INTO runs (id, sweep_id, state, config, engine_config, config_key, worker,"
+                " host, search_info, lease_s, created_at, started_at, heartbeat_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (id) DO NOTHING RETURNING *",
+                (_RUNS.new_id(), *values),
+            ).fetchall()  # all: SQLite cannot commit while a RETURNING statement is unfinished
+            if inserted:
+                return Claim(run=_to_run(inserted[0], []))
 
     def _done(self, conn: Connection, sweep_id: str, reason: str, now: float) -> Claim:
         """Record why the sweep hands out no more runs and finish it if none is left to end.

@@ -324,9 +324,7 @@ class Store(ABC):
         conn = self._start(immediate, scope)
         try:
             yield conn
-            # `commit_with` may have committed already.
-            if self._in_transaction(conn):
-                self._end(conn, "COMMIT")
+            conn.execute("COMMIT")
         except BaseException as e:
             self._abort(conn)
             translated = self._translate(e) if isinstance(e, Exception) else None
@@ -338,23 +336,9 @@ class Store(ABC):
         """Roll back; a connection that cannot even do that is dropped."""
         try:
             if self._in_transaction(conn):
-                self._end(conn, "ROLLBACK")
+                conn.execute("ROLLBACK")
         except Exception:
             self._discard()
-
-    def _end(self, conn: Any, verb: str) -> None:
-        """COMMIT or ROLLBACK the open transaction (a dialect that defers its BEGIN sends
-        nothing for one that sent no statement)."""
-        conn.execute(verb)
-
-    def commit_with(self, conn: Any, sql: str, parameters: Sequence[Any] = ()) -> list[Any]:
-        """Run the last statement of the transaction this caller opened (never a joined,
-        nested one) and commit: its rows, fetched. Where the driver can pipeline
-        (PostgreSQL), statement and COMMIT go in one round trip, so a lock the
-        transaction holds is released one round trip sooner."""
-        rows = conn.execute(sql, parameters).fetchall()
-        self._end(conn, "COMMIT")
-        return list(rows)
 
     # -- meta -----------------------------------------------------------------------
 

@@ -252,17 +252,3 @@ def test_a_second_connection_in_the_process_keeps_writes_visible(store_path: Pat
     code = f"from sweeper.store import SQLiteStore; print(SQLiteStore({str(store_path)!r}).get_current())"
     seen = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert seen.stdout.strip() == "ccc"
-
-
-def test_commit_with_runs_the_last_statement_and_commits(store_path: Path) -> None:
-    store = SQLiteStore(store_path)
-    store.set_current("before00")
-    with store.transaction(immediate=True) as conn:
-        rows = store.commit_with(
-            conn,
-            "UPDATE meta SET value = ? WHERE key = 'current_sweep' RETURNING value",
-            ("after000",),
-        )
-        assert not conn.in_transaction
-    assert [row[0] for row in rows] == ["after000"]
-    assert SQLiteStore(store_path).get_current() == "after000"

@@ -104,41 +104,6 @@ def test_a_lost_connection_is_reopened_by_the_next_transaction(
     assert store.get_current() == "after000"
 
 
-def test_a_scoped_writer_reconnects_when_its_first_statement_finds_the_connection_lost(
-    store: PostgresStore, pg_server: PgServer
-) -> None:
-    """The BEGIN and locks go with the first statement: a connection lost since the last
-    transaction is found there, re-opened, and the statements sent again."""
-    store.set_current("before00")
-    kill_sessions(pg_server)
-    with store.transaction(immediate=True, scope="abc12345") as conn:
-        row = conn.execute("SELECT value FROM meta WHERE key = 'current_sweep'").fetchone()
-    assert row[0] == "before00"
-
-
-def test_commit_with_sends_the_last_statement_with_the_commit(
-    store: PostgresStore, pg_url: str
-) -> None:
-    store.set_current("before00")
-    with store.transaction(immediate=True, scope=ROWS_ONLY) as conn:
-        rows = store.commit_with(
-            conn,
-            "UPDATE meta SET value = ? WHERE key = 'current_sweep' RETURNING value",
-            ("after000",),
-        )
-        assert not store._in_transaction(conn)
-    assert [row["value"] for row in rows] == ["after000"]
-    other = open_store(pg_url)
-    assert other.get_current() == "after000"
-    other.close()
-
-
-def test_a_transaction_without_statements_sends_nothing(store: PostgresStore) -> None:
-    with store.transaction(immediate=True, scope="abc12345") as conn:
-        assert store._in_transaction(conn)
-    assert not store._in_transaction(conn) and conn.deferred == ()
-
-
 def test_a_connection_lost_inside_a_transaction_is_disconnected_and_retried(
     store: PostgresStore, pg_server: PgServer
 ) -> None:
@@ -243,8 +208,7 @@ def test_a_claim_waits_only_for_writers_of_its_own_sweep(
 ) -> None:
     backend, first, second = two_sweeps
     holder = open_store(pg_url)
-    with holder.transaction(immediate=True, scope=first) as held:
-        held.execute("SELECT 1")  # its locks are taken with its first statement
+    with holder.transaction(immediate=True, scope=first):
         assert backend.claim_run(second, "w1").run is not None
         with pytest.raises(StoreError, match="lock timeout"):
             backend.claim_run(first, "w1")
@@ -260,8 +224,7 @@ def test_a_run_reports_without_waiting_for_claims_of_its_sweep(
     assert all(running)
     ids = [run.id for run in running if run is not None]
     holder = open_store(pg_url)
-    with holder.transaction(immediate=True, scope=first) as held:
-        held.execute("SELECT 1")  # its locks are taken with its first statement
+    with holder.transaction(immediate=True, scope=first):
         assert backend.heartbeat(ids[0], "w0") == Control.proceed
         assert backend.log_epoch(ids[0], "w0", {"epoch": 1, "val_accuracy": 0.5}) == Control.proceed
         assert backend.finish_run(ids[0], "w0", {"val_accuracy": 0.5})
@@ -278,8 +241,7 @@ def test_a_store_wide_writer_excludes_every_other(
     run = backend.claim_run(first, "w1").run
     assert run is not None
     holder = open_store(pg_url)
-    with holder.transaction(immediate=True) as held:
-        held.execute("SELECT 1")  # its locks are taken with its first statement
+    with holder.transaction(immediate=True):
         for write in (
             lambda: backend.claim_run(second, "w2"),
             lambda: backend.finish_run(run.id, "w1", {}),
