@@ -76,6 +76,8 @@ class Ended(NamedTuple):
     row: Row
     state: RunState
     reason: str | None
+    #: What the ending statement returned (`finish`'s `returning`), None if nothing.
+    returned: Row | None = None
 
 
 class RunLedger:
@@ -261,6 +263,7 @@ class RunLedger:
         metric: tuple[str | None, str],
         now: float,
         program: bool = False,
+        returning: str = "",
     ) -> Ended:
         """End an owned run as `state` (see `finish_state`) with its final summary.
 
@@ -273,18 +276,23 @@ class RunLedger:
             metric: the sweep's metric name (None: no metric) and goal ("maximize" or
                 "minimize").
             program: the run is a program sweep's.
+            returning: expressions the UPDATE returns ("expression AS name, ..."), read
+                in the same round trip as `Ended.returned`. Written into the SQL: a
+                constant.
         """
         best = row["metric"]
         name, goal = metric
         if name is not None and (best is None or program):
             best = engine.reported(best, summary.get(name), goal, program=True)
         kept = (reason or row["reason"]) if state == RunState.stopped else reason
-        conn.execute(
+        returned = conn.execute(
             f"UPDATE {self.table} SET state = ?, summary = ?, reason = ?, metric = ?,"
-            " ended_at = ?, heartbeat_at = ? WHERE id = ?",
+            f" ended_at = ?, heartbeat_at = ? WHERE id = ?{' RETURNING ' if returning else ''}"
+            + returning,
             (state.value, dumps(summary), kept, best, now, now, row["id"]),
         )
-        return Ended(row, state, kept)
+        # all: SQLite cannot commit while a RETURNING statement is unfinished
+        return Ended(row, state, kept, returned.fetchall()[0] if returning else None)
 
     def fail(
         self,

@@ -69,6 +69,12 @@ PROPOSE_TRIES = 5
 
 #: The sweep column `finish_run` reads with the run's row, in one round trip.
 _SWEEP_OF_RUN = ", (SELECT spec FROM sweeps WHERE sweeps.id = runs.sweep_id) AS sweep_spec"
+#: What the UPDATE ending a run returns for `finish_run`: whether its sweep is running and
+#: done (`_finish_if_last` then has more to check), read after the run's row was locked.
+_SWEEP_DONE = (
+    "EXISTS (SELECT 1 FROM sweeps WHERE sweeps.id = runs.sweep_id"
+    f" AND state = '{SweepState.running.value}' AND done_reason IS NOT NULL) AS sweep_done"
+)
 
 #: The bookkeeping of the `runs` table; a crash retry keeps the engine's view of its config.
 _RUNS = RunLedger(
@@ -416,8 +422,13 @@ class LocalBackend(Backend):
                 return False
             spec = self._known_spec(row["sweep_id"], row["sweep_spec"])
             metric = (spec.metric_name, spec.metric_goal)
-            _RUNS.finish(conn, row, summary, state, reason, metric, now, spec.kind == "program")
-            self._finish_if_last(conn, row["sweep_id"], now)
+            program = spec.kind == "program"
+            ended = _RUNS.finish(
+                conn, row, summary, state, reason, metric, now, program, _SWEEP_DONE
+            )
+            # Most runs end while their sweep is not done: nothing more to read then.
+            if ended.returned is not None and ended.returned["sweep_done"]:
+                self._finish_if_last(conn, row["sweep_id"], now)
             return True
 
     @retried

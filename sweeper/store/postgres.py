@@ -146,8 +146,11 @@ class Row(tuple[Any, ...]):
 
 
 def _rows(cursor: Any) -> Callable[[Sequence[Any]], Row]:
-    """psycopg's row factory for `Row`."""
-    names = {column.name: i for i, column in enumerate(cursor.description or ())}
+    """psycopg's row factory for `Row`. The names come from the result itself: `description`
+    builds a Column object per column and statement, ~5 % of a claim's client CPU."""
+    result = cursor.pgresult
+    count = 0 if result is None else result.nfields
+    names = {result.fname(i).decode(): i for i in range(count)}
     return lambda values: Row(values, names)
 
 
