@@ -11,15 +11,8 @@ run's row (`scope=ROWS_ONLY`) and is compare-and-set on (state = running, worker
 caller) under that lock, so agents report in parallel. SQLite has one write lock for
 everything, so there all of this is serialised as before.
 
-The one decision that spans runs, finishing a sweep once it is done and its last run has
-ended, stays exact without a sweep lock in the reports: a claim that records why the
-sweep is done first locks the sweep's running runs (waiting for reports in flight, whose
-ends it then sees), and a report that ends a run reads the done reason only once it
-holds its run's row, then locks the sweep's row to check for runs left (so the last two
-runs ending at once cannot both miss the other). Locks are taken in one order
-everywhere (store, sweep, run rows, sweep row), so no two transactions wait on each
-other in a cycle. Setting a sweep final locks its running runs the same way, so a run
-re-queued at that moment is stopped, not left pending.
+Finishing a sweep once it is done and its last run has ended stays exact without a
+sweep lock in the reports: `sweeper.backends.sweep_end` says how.
 
 Bayes and random search propose outside the write lock (bayes takes 0.1-0.3 s, and
 claimers would queue behind each other's proposals), so inserting the config is
@@ -42,7 +35,7 @@ from collections.abc import Callable
 from typing import Any
 
 from sweeper import engine
-from sweeper.backends import epochs
+from sweeper.backends import epochs, sweep_end
 from sweeper.backends.base import Backend
 from sweeper.backends.ledger import FINAL_SWEEP_STATES, Row, RunLedger, at, dumps, new_id
 from sweeper.backends.naming import resolve_among
@@ -60,7 +53,7 @@ from sweeper.models import (
 from sweeper.paths import Home
 from sweeper.spec import SweepSpec
 from sweeper.store import open_store, retried
-from sweeper.store.base import LOCK_ROWS, ROWS_ONLY, Connection
+from sweeper.store.base import ROWS_ONLY, Connection
 
 #: Proposals made outside the write lock that a claim lets lose the race to insert; then
 #: it proposes inside the lock, where it cannot lose, so a contended grid never livelocks.
@@ -69,13 +62,6 @@ PROPOSE_TRIES = 5
 
 #: The sweep column `finish_run` reads with the run's row, in one round trip.
 _SWEEP_OF_RUN = ", (SELECT spec FROM sweeps WHERE sweeps.id = runs.sweep_id) AS sweep_spec"
-#: What the UPDATE ending a run returns for `finish_run`: whether its sweep is running and
-#: done (`_finish_if_last` then has more to check), read after the run's row was locked.
-_SWEEP_DONE = (
-    "EXISTS (SELECT 1 FROM sweeps WHERE sweeps.id = runs.sweep_id"
-    f" AND state = '{SweepState.running.value}' AND done_reason IS NOT NULL) AS sweep_done"
-)
-
 #: The bookkeeping of the `runs` table; a crash retry keeps the engine's view of its config.
 _RUNS = RunLedger(
     "runs", "in the local store", new_id, carried=("engine_config", "config_key", "search_info")
@@ -174,7 +160,7 @@ class LocalBackend(Backend):
                     )
                 if state in FINAL_SWEEP_STATES:
                     # A run being re-queued now is then stopped (see the module docstring).
-                    self._lock_running(conn, sweep_id)
+                    sweep_end.lock_running(conn, sweep_id)
                 conn.execute(
                     "UPDATE sweeps SET state = ?, updated_at = ? WHERE id = ?",
                     (state.value, now, sweep_id),
@@ -342,12 +328,12 @@ class LocalBackend(Backend):
         Only then are its claims done: while a run still runs, its agent may die and the
         run come back as pending when its lease runs out, so the claim says "none now"
         (done=False) and the claimer asks again later."""
-        self._lock_running(conn, sweep_id)
+        sweep_end.lock_running(conn, sweep_id)
         conn.execute(
             "UPDATE sweeps SET done_reason = ? WHERE id = ? AND done_reason IS NULL",
             (reason, sweep_id),
         )
-        finished = self._finish_if_drained(conn, sweep_id, now)
+        finished = sweep_end.finish_if_drained(conn, sweep_id, now)
         return Claim(run=None, done=finished, reason=reason)
 
     @staticmethod
@@ -424,11 +410,11 @@ class LocalBackend(Backend):
             metric = (spec.metric_name, spec.metric_goal)
             program = spec.kind == "program"
             ended = _RUNS.finish(
-                conn, row, summary, state, reason, metric, now, program, _SWEEP_DONE
+                conn, row, summary, state, reason, metric, now, program, sweep_end.SWEEP_DONE
             )
             # Most runs end while their sweep is not done: nothing more to read then.
             if ended.returned is not None and ended.returned["sweep_done"]:
-                self._finish_if_last(conn, row["sweep_id"], now)
+                sweep_end.finish_if_last(conn, row["sweep_id"], now)
             return True
 
     @retried
@@ -440,7 +426,7 @@ class LocalBackend(Backend):
             if row is None:
                 return False
             _RUNS.fail(conn, row, error, now, crashed)
-            self._finish_if_last(conn, row["sweep_id"], now)
+            sweep_end.finish_if_last(conn, row["sweep_id"], now)
             return True
 
     @retried
@@ -487,56 +473,6 @@ class LocalBackend(Backend):
         self.store.close()
 
     # -- helpers -------------------------------------------------------------------
-
-    @staticmethod
-    def _lock_running(conn: Connection, sweep_id: str) -> None:
-        """Lock the sweep's running runs, waiting for the reports that hold them (a run
-        ending, a heartbeat): the statements after this one see those that ended, and a
-        report that comes later waits for this transaction and sees what it wrote."""
-        conn.execute(
-            f"SELECT id FROM runs WHERE sweep_id = ? AND state = ?{LOCK_ROWS}",
-            (sweep_id, RunState.running.value),
-        ).fetchall()
-
-    @classmethod
-    def _finish_if_last(cls, conn: Connection, sweep_id: str, now: float) -> None:
-        """After a run of the sweep ended, in the transaction holding its row: finish the
-        sweep if it is done and nothing is left to end.
-
-        The done reason is read only now, under the run's lock (a claim recording it
-        either committed first, or waits for this run to end: `_lock_running`), and with
-        the sweep's row locked while it has one, so that of the last runs ending at once
-        the one that commits last sees the others ended."""
-        done = conn.execute(
-            "SELECT 1 FROM sweeps WHERE id = ? AND state = ? AND done_reason IS NOT NULL"
-            + LOCK_ROWS,
-            (sweep_id, SweepState.running.value),
-        ).fetchone()
-        if done is not None:
-            cls._finish_if_drained(conn, sweep_id, now)
-
-    @staticmethod
-    def _finish_if_drained(conn: Connection, sweep_id: str, now: float) -> bool:
-        """A sweep with nothing more to hand out is finished once its last run has ended.
-
-        Returns:
-            Whether it was finished now.
-        """
-        return bool(
-            conn.execute(
-                "UPDATE sweeps SET state = ?, updated_at = ? WHERE id = ? AND state = ? AND done_reason IS NOT NULL"
-                " AND NOT EXISTS (SELECT 1 FROM runs WHERE sweep_id = ? AND state IN (?, ?))",
-                (
-                    SweepState.finished.value,
-                    now,
-                    sweep_id,
-                    SweepState.running.value,
-                    sweep_id,
-                    RunState.pending.value,
-                    RunState.running.value,
-                ),
-            ).rowcount
-        )
 
     @staticmethod
     def _unused_sweep_id(conn: Connection) -> str:

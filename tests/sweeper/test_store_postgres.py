@@ -15,6 +15,7 @@ import psycopg
 import pytest
 from typer.testing import CliRunner
 
+from sweeper.backends import sweep_end
 from sweeper.backends.local import _RUNS, _SWEEP_OF_RUN, LocalBackend
 from sweeper.cli import app
 from sweeper.errors import StoreError
@@ -289,7 +290,7 @@ def test_the_last_run_ending_while_a_claim_waits_for_it_finishes_the_sweep(
             assert claimer.is_alive() and time.monotonic() < deadline, "the claim never waited"
             time.sleep(0.01)
         _RUNS.finish(conn, row, {}, RunState.finished, None, ("val_accuracy", "maximize"), 1.0)
-        LocalBackend._finish_if_last(conn, sweep, 1.0)
+        sweep_end.finish_if_last(conn, sweep, 1.0)
     claimer.join()
     assert [(c.run, c.done) for c in claimed] == [(None, False)]
     assert backend.get_sweep(sweep).state == SweepState.finished
