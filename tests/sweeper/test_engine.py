@@ -15,6 +15,9 @@ from sweeper.run_config import flatten_config
 
 from .conftest import SEEDS_PARAMETERS, MakeSpec
 
+#: W&B's own check of one parameter against its schema, as the engine calls it.
+FILL_PARAMETER = sweeps.config.fill_parameter
+
 
 def engine_run(
     run_id: str,
@@ -346,18 +349,23 @@ def test_a_bayes_proposal_is_the_engines_own_for_the_same_history_and_seed(
     assert proposal.search_info == engine.plain(direct.search_info)
 
 
-def test_each_parameter_is_checked_against_the_schema_once_per_spec(
-    make_spec: MakeSpec, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    checked: list[str] = []
-    real = sweeps.config.fill_parameter
+@pytest.fixture
+def checked(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The names of the parameters W&B's schema check is called for, from now on."""
+    names: list[str] = []
 
     def counted(name: str, config: dict[str, Any]) -> Any:
-        checked.append(name)
-        return real(name, config)
+        names.append(name)
+        return FILL_PARAMETER(name, config)
 
     monkeypatch.setattr(sweeps.config, "fill_parameter", counted)
     engine._filled.cache_clear()
+    return names
+
+
+def test_each_parameter_is_checked_against_the_schema_once_per_spec(
+    make_spec: MakeSpec, checked: list[str]
+) -> None:
     spec = make_spec(SEEDS_PARAMETERS, method="bayes")
     runs: list[engine.EngineRun] = []
     for i in range(4):
@@ -371,22 +379,15 @@ def test_each_parameter_is_checked_against_the_schema_once_per_spec(
 
 
 def test_a_checked_parameter_is_handed_out_as_a_copy_and_errors_come_back(
-    monkeypatch: pytest.MonkeyPatch,
+    checked: list[str],
 ) -> None:
-    checked: list[str] = []
-    real = sweeps.config.fill_parameter
-
-    def counted(name: str, config: dict[str, Any]) -> Any:
-        checked.append(name)
-        return real(name, config)
-
-    monkeypatch.setattr(sweeps.config, "fill_parameter", counted)
-    engine._filled.cache_clear()
     first = engine._fill_parameter_once("a", {"values": [1, 2]})
-    assert first == real("a", {"values": [1, 2]})
+    assert first == FILL_PARAMETER("a", {"values": [1, 2]})
     assert first is not None
     first[1]["values"].append(3)
-    assert engine._fill_parameter_once("a", {"values": [1, 2]}) == real("a", {"values": [1, 2]})
+    assert engine._fill_parameter_once("a", {"values": [1, 2]}) == FILL_PARAMETER(
+        "a", {"values": [1, 2]}
+    )
     # A group of parameters is not one parameter: the engine catches this and unnests it.
     group = {"parameters": {"b": {"value": 1}}}
     for _ in range(2):
@@ -395,7 +396,9 @@ def test_a_checked_parameter_is_handed_out_as_a_copy_and_errors_come_back(
     assert checked == ["a", "g"]
     # What JSON would not give back as it was (a tuple) is checked every time.
     for _ in range(2):
-        assert engine._fill_parameter_once("t", {"values": (1, 2)}) == real("t", {"values": (1, 2)})
+        assert engine._fill_parameter_once("t", {"values": (1, 2)}) == FILL_PARAMETER(
+            "t", {"values": (1, 2)}
+        )
     assert checked == ["a", "g", "t", "t"]
 
 
