@@ -22,7 +22,7 @@ from __future__ import annotations
 import sys
 
 from sweeper.cli import agents, control, results, show, specs
-from sweeper.cli.app import app
+from sweeper.cli.app import app, leaving_quickly
 
 __all__ = ["app", "main"]
 
@@ -46,6 +46,10 @@ def main() -> None:
         app()
     except SystemExit as exc:
         code = exc.code
+        if leaving_quickly() and "wandb" not in sys.modules and not isinstance(code, str):
+            from sweeper.wandb.service import exit_now
+
+            exit_now(code or 0)
         raise
     finally:
         if "wandb" in sys.modules:

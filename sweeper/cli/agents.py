@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.markup import escape
 
-from sweeper.cli.app import SweepArgument, err, home_of, out, print_json
+from sweeper.cli.app import SweepArgument, err, home_of, leave_quickly, out, print_json
 from sweeper.errors import SweeperError
 from sweeper.locate import locate
 from sweeper.paths import STORE_ENV
@@ -69,6 +69,7 @@ def agent(
     from agent import run_agent
     from agent.slots import default_gpus
 
+    leave_quickly()
     home = home_of(ctx)
     if home.store:
         # Workers are started with --home only: a --store URL reaches them by the environment.

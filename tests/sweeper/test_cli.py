@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.agent.agent_testkit import FAKE, make_sweep
 from tests.sweeper.cli_testkit import invoke, run_cli
 
 #: Modules a command that neither trains, reports nor talks to W&B must not import.
@@ -89,3 +90,32 @@ def test_light_commands_import_no_heavy_module(args: list[str], spec_file: Path)
     argv = [str(spec_file) if a == "SPEC" else a for a in args]
     completed = run_cli(*argv, code=_IMPORTED.format(heavy=HEAVY))
     assert json.loads(completed.stderr.splitlines()[-1]) == [], completed.stderr
+
+
+_TEARDOWN_MARKED = """
+import atexit, sys
+from sweeper.cli import main
+atexit.register(lambda: print("interpreter teardown", file=sys.stderr))
+sys.argv = ["sweeper", *sys.argv[1:]]
+main()
+"""
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "printed", "teardown"),
+    [
+        (["agent", "SWEEP", "--gpus", "none", "--trainer", FAKE], 0, "agent done: ", False),
+        (["agent", "nosuchsweep", "--gpus", "none"], 2, "nosuchsweep", False),
+        (["ls"], 0, "SWEEP", True),
+    ],
+)
+def test_the_agent_leaves_its_process_without_interpreter_teardown(
+    agent_env: Path, args: list[str], code: int, printed: str, teardown: bool
+) -> None:
+    """`sweeper agent` ends with its output flushed and its exit code, skipping the teardown
+    of what its supervisor imported; the other commands exit as usual."""
+    sweep_id = make_sweep({"lr": [1e-3, 1e-4]})
+    completed = run_cli(*(sweep_id if a == "SWEEP" else a for a in args), code=_TEARDOWN_MARKED)
+    assert completed.returncode == code, completed.stderr
+    assert printed.replace("SWEEP", sweep_id) in completed.stdout + completed.stderr
+    assert ("interpreter teardown" in completed.stderr) == teardown
