@@ -25,6 +25,7 @@ ready for BENCHMARKS.md.
 
     .venv/bin/python bench/peers.py                 # the demo's data, 22 runs per way (~10-15 min, quiet 2-core CPU)
     .venv/bin/python bench/peers.py --quick         # 6 runs per way, 1 pretraining epoch
+    .venv/bin/python bench/peers.py --threads 1 --ways optuna,sweeper --rounds 5   # issue 17's race, 5 rounds
     .venv/bin/python bench/peers.py --workdir .sweeper/demo       # reuse make demo's data and backbone
     .venv/bin/python bench/peers.py --target-per-class 150 --image-size 64   # more training per run
     .venv/bin/python bench/peers.py --target-per-class 100 --target-copies 4 --image-size 64
@@ -46,6 +47,7 @@ import argparse
 import json
 import os
 import random
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -319,6 +321,34 @@ def table(results: Sequence[WayResult], reference: str = "sweeper") -> str:
 WAYS = ("seed", "optuna", "sweeper")
 
 
+def race(
+    ways: Sequence[str], rounds: int, run: Callable[[str, int], WayResult]
+) -> dict[str, list[WayResult]]:
+    """Run every way `rounds` times, in turn within a round and in reverse order every other
+    round (A B, B A, A B, ...), so that a machine whose load drifts during the bench weighs
+    on every way alike; `run(way, round)` runs one. Returns each way's results, in order.
+    """
+    results: dict[str, list[WayResult]] = {way: [] for way in ways}
+    for number in range(rounds):
+        for way in ways if number % 2 == 0 else list(reversed(ways)):
+            results[way].append(run(way, number))
+    return results
+
+
+def median_result(results: Sequence[WayResult]) -> WayResult:
+    """The round whose wall is the median (the lower middle one for an even count)."""
+    ordered = sorted(results, key=lambda r: r.wall_seconds)
+    return ordered[(len(ordered) - 1) // 2]
+
+
+def ratios(results: dict[str, list[WayResult]], way: str, reference: str) -> list[float]:
+    """`way`'s wall over `reference`'s, round by round."""
+    return [
+        mine.wall_seconds / theirs.wall_seconds
+        for mine, theirs in zip(results[way], results[reference], strict=True)
+    ]
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -331,6 +361,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     parser.add_argument("--workdir", type=Path, default=None, help="Keeps data and backbone.")
     parser.add_argument("--json", type=Path, default=None, help="Also write every trial here.")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="Run the ways this many times, alternating their order; the table shows each"
+        " way's median round and every round's sweeper / Optuna ratio is printed.",
+    )
     parser.add_argument("--wandb", default="offline", help="sweeper's WANDB_MODE.")
     parser.add_argument("--gpus", default="none", help="sweeper agent's --gpus.")
     parser.add_argument("--device", default="auto")
@@ -397,15 +434,25 @@ def main(argv: Sequence[str] | None = None) -> None:
             "optuna": optuna_way,
             "sweeper": partial(sweeper_way, gpus=args.gpus, wandb=args.wandb),
         }
-        results = []
-        for way in ways:
-            home = root / way
+
+        def one(way: str, number: int) -> WayResult:
+            home = root / f"{way}-{number}"
             home.mkdir()
             result = run_way[way](setup, home)
-            print(f"  {result.way}: {result.wall_seconds:.1f} s", flush=True)
-            results.append(result)
+            print(f"  round {number + 1}: {result.way}: {result.wall_seconds:.1f} s", flush=True)
+            return result
+
+        rounds = race(ways, args.rounds, one)
+    results = [median_result(rounds[way]) for way in ways]
     print()
     print(table(results))
+    if args.rounds > 1 and {"optuna", "sweeper"} <= set(ways):
+        each = ratios(rounds, "sweeper", "optuna")
+        print(
+            f"\nsweeper / Optuna, wall, round by round: {', '.join(f'{r:.3f}' for r in each)};"
+            f" median {statistics.median(each):.3f}; load average at the end"
+            f" {os.getloadavg()[0]:.1f}"
+        )
     if args.json:
         args.json.write_text(json.dumps([r.model_dump() for r in results], indent=2))
 

@@ -9,7 +9,16 @@ from pathlib import Path
 
 import pytest
 
-from bench.peers import Trial, WayResult, copied_target, head_space, table
+from bench.peers import (
+    Trial,
+    WayResult,
+    copied_target,
+    head_space,
+    median_result,
+    race,
+    ratios,
+    table,
+)
 from demo.dataset import DemoDataSpec
 from sweeper.engine import config_key
 
@@ -40,6 +49,26 @@ def test_table_has_a_row_per_way_with_its_best_run_and_overhead() -> None:
     assert lines[0].startswith("| way | runs | wall | distinct configs")
     assert lines[2] == "| seed loop | 2 | 30.0 s | 1 | 0.60 / 0.50 | 10.00 s | 3.00x |"
     assert lines[3] == "| sweeper | 2 | 10.0 s | 2 | 0.80 / 0.70 | 2.00 s | 1.00x |"
+
+
+def test_rounds_alternate_the_order_and_the_table_takes_each_ways_median_round() -> None:
+    walls = {"optuna": [20.0, 18.0, 30.0, 19.0], "sweeper": [19.0, 19.0, 25.0, 17.0]}
+    order: list[tuple[str, int]] = []
+
+    def run(way: str, number: int) -> WayResult:
+        order.append((way, number))
+        return WayResult(way=way, wall_seconds=walls[way][number], trials=[])
+
+    rounds = race(["optuna", "sweeper"], 4, run)
+
+    assert order == [
+        ("optuna", 0), ("sweeper", 0), ("sweeper", 1), ("optuna", 1),
+        ("optuna", 2), ("sweeper", 2), ("sweeper", 3), ("optuna", 3),
+    ]  # fmt: skip
+    assert [r.wall_seconds for r in rounds["sweeper"]] == walls["sweeper"]
+    assert median_result(rounds["optuna"]).wall_seconds == 19.0
+    assert median_result(rounds["sweeper"]).wall_seconds == 19.0
+    assert ratios(rounds, "sweeper", "optuna") == [0.95, 19.0 / 18.0, 25.0 / 30.0, 17.0 / 19.0]
 
 
 def test_target_copies_are_new_renders_of_the_same_training_digits(tmp_path: Path) -> None:
