@@ -88,6 +88,15 @@ class WorkerProcess:
     def pid(self) -> int:
         return self.proc.pid
 
+    def fileno(self) -> int:
+        """The status pipe, for `select`: readable when the worker said something or exited."""
+        return self._status.fileno()
+
+    @property
+    def listening(self) -> bool:
+        """Whether the status pipe is still open (`close` has not been called)."""
+        return not self._status.closed
+
     def poll(self) -> int | None:
         """Read the worker's status messages; return its exit code once it has exited."""
         self._read_status()

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import os
+import select
 import signal
 import socket
 import threading
@@ -49,7 +50,8 @@ from sweeper.paths import Home, private_dir
 
 log = logging.getLogger(__name__)
 
-#: Seconds between loop turns: bounds how long a ready spare waits for its run.
+#: Longest wait between loop turns. A worker's message (ready, a run done) or exit ends the
+#: wait at once (`Supervisor._nap`); the tick bounds how late signals and timers are seen.
 TICK_S = 0.05
 #: Seconds between claims when the sweep has nothing to hand out yet.
 RECLAIM_S = 1.0
@@ -186,7 +188,7 @@ class Supervisor:
                     if time.monotonic() >= next_refresh:
                         self._refresh(view)
                         next_refresh = time.monotonic() + REFRESH_S
-                    time.sleep(TICK_S)
+                    self._nap()
             finally:
                 self._shutdown()
                 self._refresh(view)
@@ -468,8 +470,18 @@ class Supervisor:
             self._terminate_active()
             deadline = time.monotonic() + GRACE_S
             while time.monotonic() < deadline and self.signals < 2 and self._alive():
-                time.sleep(TICK_S)
+                self._nap()
             self._kill_all()
+
+    def _nap(self) -> None:
+        """Wait a tick, or less: until a worker says something or exits (its status pipe
+        is readable then). A slot's next run is claimed as soon as the last one's end is
+        said, not at the next tick: ~25 ms sooner on average with a 50 ms tick."""
+        handles = [w for s in self.slots for w in _processes(s) if w.listening]
+        if handles:
+            select.select(handles, [], [], TICK_S)
+        else:
+            time.sleep(TICK_S)
 
     def _alive(self) -> bool:
         return any(w.poll() is None for s in self.slots for w in _processes(s))

@@ -141,6 +141,20 @@ def test_count_stops_after_that_many_runs() -> None:
     _nothing_running(sweep_id)
 
 
+def test_the_loop_wakes_when_a_worker_speaks_not_at_its_tick(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With an hour-long tick the agent still trains and ends: a spare's "ready", a run's
+    "done" and a worker's exit each wake the loop (AgentThread gives it PATIENCE_S * 2)."""
+    monkeypatch.setattr("agent.supervisor.TICK_S", 3600.0)
+    sweep_id = make_sweep(GRID_2x2)
+    agent = AgentThread(sweep_id)
+    agent.start()
+    summary = agent.result()
+    assert summary.finished == 4, summary
+    assert configs(runs_of(sweep_id), RunState.finished, "lr", "dropout") == ALL_2x2
+
+
 def test_run_cap_is_honoured() -> None:
     sweep_id = make_sweep(GRID_2x2, run_cap=2)
     summary = _agent(sweep_id)
