@@ -41,16 +41,17 @@ def main() -> None:
     sys.path.insert(1, str(ROOT / "bench"))
     warnings.filterwarnings("ignore")
 
-    from claims import PARAMETERS
-
     from sweeper import engine
     from sweeper.spec import SweepSpec, load_spec
+
+    # After sweeper (from --tree): claims.py puts this checkout first on the path.
+    parameters = importlib.import_module("claims").PARAMETERS
 
     print(f"sweeper from {Path(engine.__file__).parents[1]}")
     head = load_spec(ROOT / "sweeps" / "head_bayes.yaml")
     runs = head_runs(head, engine)
     random_spec = SweepSpec(
-        raw={"method": "random", "parameters": PARAMETERS},
+        raw={"method": "random", "parameters": parameters},
         source="bench",
         method="random",
         metric_name="val_accuracy",

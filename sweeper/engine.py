@@ -45,7 +45,9 @@ if TYPE_CHECKING:
 _T = TypeVar("_T")
 
 #: Configs random search on a continuous space draws per engine call (see `propose`).
-DRAWN_AHEAD = 16
+#: With one `ppf` call per parameter per engine call (`engine_speed`), the call's fixed
+#: cost dominates: 64 instead of 16 took a draw from 0.31 to 0.19 ms CPU (loaded dev CPU).
+DRAWN_AHEAD = 64
 #: Per (process, sweep config): random configs drawn ahead and not handed out yet.
 _drawn: dict[tuple[int, str], list[Proposal]] = {}
 
