@@ -79,6 +79,21 @@ def test_the_predicted_variances_are_wandbs_covariance_diagonal(seed: int) -> No
     assert np.array_equal(std, GaussianProcessRegressor.predict(gp, test, return_std=True)[1])
 
 
+@pytest.mark.parametrize("seed", range(5))
+@pytest.mark.filterwarnings("ignore:invalid value encountered in sqrt:RuntimeWarning")
+def test_variances_rounded_below_zero_stay_as_wandbs(seed: int) -> None:
+    # An ill-conditioned fit (smooth kernel, no nugget) predicted at its training points.
+    rng = np.random.default_rng(seed)
+    X = rng.uniform(size=(30, 2))
+    gp = engine_speed.DiagonalGaussianProcess(
+        kernel=Matern(nu=1.5, length_scale=3.0), optimizer=None, alpha=1e-16
+    ).fit(X, rng.normal(size=30))
+    theirs = np.diag(GaussianProcessRegressor.predict(gp, X, return_cov=True)[1])
+    ours = np.diag(gp.predict(X, return_cov=True)[1])
+    assert (theirs < 0).any()
+    assert np.array_equal(ours, theirs)
+
+
 CONTINUOUS = {
     "lr": {"distribution": "log_uniform_values", "min": 1e-5, "max": 1e-1},
     "dropout": {"distribution": "uniform", "min": 0.0, "max": 0.5},
