@@ -79,6 +79,8 @@ def random_sample(X_bounds: Any, num_test_samples: int) -> np.ndarray:
     """
     bounds = [(lo, hi) for lo, hi in X_bounds]
     shape = (int(num_test_samples), len(bounds))
+    if not bounds:
+        return np.empty(shape)
     if all(type(lo) is int and type(hi) is int for lo, hi in bounds):
         low, high = (np.array(side, dtype=np.int64) for side in zip(*bounds, strict=True))
         return np.random.randint(low, high, size=shape).astype(float)
