@@ -184,6 +184,7 @@ def next_run_ms(method: Method, n: int, repeats: int, threads: int | None) -> fl
     """
     import sweeps
 
+    engine._sweeps()  # W&B's engine as engine.propose runs it (sweeper.engine_speed)
     spec = make_spec(method)
     runs = [engine.to_sweep_run(r, spec) for r in finished_runs(n)]
     config = {**spec.raw}

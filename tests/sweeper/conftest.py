@@ -93,6 +93,25 @@ class FakeClock:
 
 
 @pytest.fixture
+def use_wandb_engine(monkeypatch: pytest.MonkeyPatch) -> Callable[[], None]:
+    """A call that switches to W&B's engine as installed for the rest of the test: sweeps'
+    own check of each parameter and its own internals where `sweeper.engine` puts faster
+    ones (`sweeper.engine_speed`)."""
+    import sweeps.config
+    import sweeps.params
+
+    from sweeper import engine, engine_speed
+
+    def use() -> None:
+        engine._sweeps()  # sets up the faster ones once per process, so before this
+        monkeypatch.setattr(sweeps.params, "fill_parameter", sweeps.config.fill_parameter)
+        for module, name, own in engine_speed.WANDB_OWN:
+            monkeypatch.setattr(module, name, own)
+
+    return use
+
+
+@pytest.fixture
 def clock() -> FakeClock:
     """The time the `backend` fixture sees; `clock.advance(s)` moves it."""
     return FakeClock()
