@@ -256,6 +256,29 @@ def test_a_bayes_repeat_in_a_space_with_groups_becomes_an_unused_config(
     assert proposal.engine_config == {"opt": {"value": {"lr": 0.01, "m": 0.9}}}
 
 
+def test_a_discrete_space_is_keyed_once_per_parameters_section(
+    make_spec: MakeSpec, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    enumerated: list[dict[str, Any]] = []
+    real = engine.discrete_space
+
+    def counted(parameters: dict[str, Any]) -> Any:
+        enumerated.append(parameters)
+        return real(parameters)
+
+    monkeypatch.setattr(engine, "discrete_space", counted)
+    engine._keyed_space_of.cache_clear()
+    grid = make_spec({"a": {"values": [1, 2, 3]}})
+    for runs in ([], [engine_run("r0", {"a": 1})]):
+        assert isinstance(engine.propose(grid, runs), engine.Proposal)
+    assert len(enumerated) == 1
+    # A section JSON would not give back equal (NaN != NaN) is keyed every time.
+    with_nan = make_spec({"a": {"values": [1, float("nan")]}})
+    for _ in range(2):
+        assert isinstance(engine.propose(with_nan, []), engine.Proposal)
+    assert len(enumerated) == 3
+
+
 def test_crashed_config_may_be_proposed_again(make_spec: MakeSpec) -> None:
     spec = make_spec({"a": {"values": [1]}}, method="random")
     proposal = engine.propose(spec, [engine_run("r1", {"a": 1}, RunState.crashed)])
