@@ -229,7 +229,7 @@ class LocalBackend(Backend):
         Returns:
             The Claim, or the sweep's spec when the engine must propose a new config.
         """
-        sweep = self._sweep_row(conn, sweep_id, now)
+        sweep = self._claim_row(conn, sweep_id, now)
         if sweep["stale"]:
             # Crash retries do not count towards run_cap: the row read stays right.
             _RUNS.reap(conn, now)
@@ -245,7 +245,7 @@ class LocalBackend(Backend):
         done_reason = sweep["done_reason"] or self._cap_reason(sweep)
         if done_reason is not None:
             return self._done(conn, sweep_id, done_reason, now)
-        return self._known_spec(sweep_id, sweep["spec"])
+        return self._known_spec(sweep_id, sweep, "spec")
 
     def _propose_locked(
         self,
@@ -338,7 +338,7 @@ class LocalBackend(Backend):
 
     @staticmethod
     def _cap_reason(sweep: Row) -> str | None:
-        """Why a sweep read for a claim (`_sweep_row` with `now`) is capped, or None."""
+        """Why a sweep read for a claim (`_claim_row`) is capped, or None."""
         cap = sweep["run_cap"]
         if cap is None or sweep["started"] < cap:
             return None
@@ -406,7 +406,7 @@ class LocalBackend(Backend):
             row = _RUNS.owned(conn, run_id, worker, also=_SWEEP_OF_RUN)
             if row is None:
                 return False
-            spec = self._known_spec(row["sweep_id"], row["sweep_spec"])
+            spec = self._known_spec(row["sweep_id"], row, "sweep_spec")
             metric = (spec.metric_name, spec.metric_goal)
             program = spec.kind == "program"
             ended = _RUNS.finish(
@@ -482,23 +482,27 @@ class LocalBackend(Backend):
                 return candidate
 
     @staticmethod
-    def _sweep_row(conn: Connection, sweep_id: str, now: float | None = None) -> Row:
-        """The sweep's row. For a claim at `now`, in the same round trip: `started`, its
-        runs that count towards its run_cap (first tries: a crash retry re-runs a config
-        already counted) where it has one, `queued`, whether it has a pending run, and
-        `stale`, whether a run is due to be reaped."""
-        extra = ""
-        params: tuple[Any, ...] = (sweep_id,)
-        if now is not None:
-            stale, stale_params = _RUNS.stale(now)
-            extra = (
-                ", CASE WHEN run_cap IS NULL THEN NULL ELSE (SELECT COUNT(*) FROM runs"
-                " WHERE runs.sweep_id = sweeps.id AND retry_of IS NULL) END AS started,"
-                " EXISTS (SELECT 1 FROM runs WHERE runs.sweep_id = sweeps.id AND state = ?)"
-                f" AS queued, {stale} AS stale"
-            )
-            params = (RunState.pending.value, *stale_params, sweep_id)
-        row = conn.execute(f"SELECT *{extra} FROM sweeps WHERE id = ?", params).fetchone()
+    def _sweep_row(conn: Connection, sweep_id: str) -> Row:
+        """The sweep's row."""
+        row = conn.execute("SELECT * FROM sweeps WHERE id = ?", (sweep_id,)).fetchone()
+        if row is None:
+            raise NotFoundError(f"no sweep with id {sweep_id!r} in the local store")
+        return row
+
+    def _claim_row(self, conn: Connection, sweep_id: str, now: float) -> Row:
+        """What a claim at `now` reads of its sweep, in one round trip: its state, done
+        reason, run_cap and `started` (its first tries, which the cap counts: see
+        `sweeper.store.base.FIRST_TRIES`), `queued`, whether it has a pending run, and
+        `stale`, whether a run is due to be reaped; its spec only until this process
+        has parsed it (a sweep's spec never changes)."""
+        stale, stale_params = _RUNS.stale(now)
+        spec = "" if sweep_id in self._specs else ", spec"
+        row = conn.execute(
+            f"SELECT state, done_reason, run_cap, started{spec},"
+            " EXISTS (SELECT 1 FROM runs WHERE runs.sweep_id = sweeps.id AND state = ?)"
+            f" AS queued, {stale} AS stale FROM sweeps WHERE id = ?",
+            (RunState.pending.value, *stale_params, sweep_id),
+        ).fetchone()
         if row is None:
             raise NotFoundError(f"no sweep with id {sweep_id!r} in the local store")
         return row
@@ -539,10 +543,11 @@ class LocalBackend(Backend):
     def _spec(row: Row) -> SweepSpec:
         return SweepSpec.model_validate_json(row["spec"])
 
-    def _known_spec(self, sweep_id: str, spec_json: str) -> SweepSpec:
-        """The sweep's spec, parsed once per process: a sweep's spec never changes."""
+    def _known_spec(self, sweep_id: str, row: Row, column: str) -> SweepSpec:
+        """The sweep's spec, parsed from `row[column]` once per process (a sweep's spec
+        never changes); a row read after that may leave the column out."""
         if (known := self._specs.get(sweep_id)) is None:
-            known = self._specs[sweep_id] = SweepSpec.model_validate_json(spec_json)
+            known = self._specs[sweep_id] = SweepSpec.model_validate_json(row[column])
         return known
 
     def _run(self, conn: Connection, run_id: str) -> Run:
