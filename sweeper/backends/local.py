@@ -62,6 +62,15 @@ PROPOSE_TRIES = 5
 
 #: The sweep column `finish_run` reads with the run's row, in one round trip.
 _SWEEP_OF_RUN = ", (SELECT spec FROM sweeps WHERE sweeps.id = runs.sweep_id) AS sweep_spec"
+#: When a claim goes straight to a new config, as `_claim_without_engine` decides it on
+#: the sweep's row (with `RunLedger.stale` false): the sweep is running and not done,
+#: under its run_cap, and has no pending run to hand out first. A blind proposal is
+#: inserted on this condition, in the claim's write transaction (see `_insert`).
+_OPEN = (
+    "EXISTS (SELECT 1 FROM sweeps WHERE id = ? AND state = ? AND done_reason IS NULL"
+    " AND (run_cap IS NULL OR started < run_cap))"
+    " AND NOT EXISTS (SELECT 1 FROM runs WHERE sweep_id = ? AND state = ?)"
+)
 #: The bookkeeping of the `runs` table; a crash retry keeps the engine's view of its config.
 _RUNS = RunLedger(
     "runs", "in the local store", new_id, carried=("engine_config", "config_key", "search_info")
@@ -188,6 +197,11 @@ class LocalBackend(Backend):
         early = engine.propose(known, []) if known is not None and blind else None
         with self.store.transaction(immediate=True, scope=sweep_id) as conn:
             now = self.clock()
+            if isinstance(early, engine.Proposal):
+                # Most claims of such a sweep: one statement, not the sweep read first.
+                inserted = self._insert(conn, sweep_id, worker, lease_s, early, now, if_open=True)
+                if inserted is not None:
+                    return Claim(run=_to_run(inserted, []))
             queued = self._claim_without_engine(conn, sweep_id, worker, lease_s, now)
             if isinstance(queued, Claim):
                 return queued
@@ -296,31 +310,58 @@ class LocalBackend(Backend):
         claims when the engine has nothing more to propose."""
         if isinstance(outcome, engine.Exhausted):
             return self._done(conn, sweep_id, outcome.reason, now)
+        # The id is random: on the rare clash nothing is inserted and another is drawn.
+        while (inserted := self._insert(conn, sweep_id, worker, lease_s, outcome, now)) is None:
+            pass
+        return Claim(run=_to_run(inserted, []))
+
+    def _insert(
+        self,
+        conn: Connection,
+        sweep_id: str,
+        worker: str,
+        lease_s: float,
+        proposal: engine.Proposal,
+        now: float,
+        if_open: bool = False,
+    ) -> Row | None:
+        """Insert `proposal` as a run running for `worker`, under a new random id.
+
+        Args:
+            if_open: only if the claim would reach the engine were it to read its sweep
+                first (`_OPEN`), in the same statement.
+        Returns:
+            The run's row; None when the id clashed, or `if_open` and the sweep is not open.
+        """
         values = (
+            _RUNS.new_id(),
             sweep_id,
             RunState.running.value,
-            dumps(outcome.config),
-            dumps(outcome.engine_config),
-            outcome.config_key,
+            dumps(proposal.config),
+            dumps(proposal.engine_config),
+            proposal.config_key,
             worker,
             self.host,
-            None if outcome.search_info is None else dumps(outcome.search_info),
+            None if proposal.search_info is None else dumps(proposal.search_info),
             lease_s,
             now,
             now,
             now,
         )
-        while True:
-            # The id is random: on the rare clash nothing is inserted and another is drawn.
-            inserted = conn.execute(
-                "INSERT INTO runs (id, sweep_id, state, config, engine_config, config_key, worker,"
-                " host, search_info, lease_s, created_at, started_at, heartbeat_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-                " ON CONFLICT (id) DO NOTHING RETURNING *",
-                (_RUNS.new_id(), *values),
-            ).fetchall()  # all: SQLite cannot commit while a RETURNING statement is unfinished
-            if inserted:
-                return Claim(run=_to_run(inserted[0], []))
+        placeholders = ", ".join("?" * len(values))
+        source = f"VALUES ({placeholders})"
+        if if_open:
+            stale, stale_params = _RUNS.stale(now)
+            source = f"SELECT {placeholders} WHERE {_OPEN} AND NOT {stale}"
+            open_params = (sweep_id, SweepState.running.value, sweep_id, RunState.pending.value)
+            values = (*values, *open_params, *stale_params)
+        inserted = conn.execute(
+            "INSERT INTO runs (id, sweep_id, state, config, engine_config, config_key, worker,"
+            f" host, search_info, lease_s, created_at, started_at, heartbeat_at) {source}"
+            " ON CONFLICT (id) DO NOTHING RETURNING *",
+            values,
+        ).fetchall()  # all: SQLite cannot commit while a RETURNING statement is unfinished
+        return inserted[0] if inserted else None
 
     def _done(self, conn: Connection, sweep_id: str, reason: str, now: float) -> Claim:
         """Record why the sweep hands out no more runs and finish it if none is left to end.
