@@ -333,7 +333,7 @@ class LocalBackend(Backend):
         Returns:
             The run's row; None when the id clashed, or `if_open` and the sweep is not open.
         """
-        values = (
+        values: tuple[Any, ...] = (
             _RUNS.new_id(),
             sweep_id,
             RunState.running.value,
