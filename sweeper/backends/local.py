@@ -19,7 +19,10 @@ claimers would queue behind each other's proposals), so inserting the config is
 compare-and-set too: the sweep must still be running, uncapped and without pending runs,
 and on a discrete space the config still unused; otherwise the claim proposes again.
 A spec whose proposals read no runs (random search on a continuous space) is proposed
-before the claim's one write transaction, which checks the same and hands it out.
+before the claim's one write transaction, which checks the same and hands it out: in
+one `INSERT ... SELECT` guarded by those conditions (`_OPEN`), reading the sweep's row
+only when it inserts nothing. A sweep's run_cap is checked against the count of its
+first tries that the store keeps (`sweeper.store.base.FIRST_TRIES`).
 
 A sweep with nothing more to propose (exhausted or capped) is done for its claimers only
 once no run of it is pending or running: until then a running run's agent may die, and
