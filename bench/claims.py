@@ -2,16 +2,21 @@
 store (each claim finished at once), on SQLite and on PostgreSQL side by side, and
 `sweeps.next_run` latency at 50/100/200 finished runs.
 
-    .venv/bin/python bench/claims.py [--claims 400] [--repeats 3] [--pg URL]
+    .venv/bin/python bench/claims.py [--claims 2000] [--repeats 3] [--pg URL]
 
 PostgreSQL is a throwaway server started for the run (tests/pg_server.py, the server's
 default durability settings), or the database at `--pg` (each measurement in a schema of
-its own). Prints a small table and the ratios measured in this run.
+its own). Prints a small table and the ratios measured in this run: claims per wall
+second, per CPU second of the claiming processes, and, on the throwaway server, the
+server's CPU milliseconds per claim (its processes' user + system time, the backends'
+counted when they exit with their claimer). 16 processes need a few thousand claims for a
+steady figure: with 400 the start and the last stragglers are much of the time.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import multiprocessing as mp
 import os
 import statistics
@@ -101,16 +106,31 @@ def _claimer(
 
 
 class Rate(NamedTuple):
-    """One measurement: claims per wall second, and per CPU second of the claimers."""
+    """One measurement: claims per wall second, per CPU second of the claimers, and the
+    database server's CPU milliseconds per claim (None where not measured)."""
 
     wall: float
     cpu: float
+    server_ms: float | None = None
 
 
-def claims_per_second(processes: int, claims: int, store: Callable[[str], str]) -> Rate:
+def process_cpu(pid: int) -> float:
+    """CPU seconds of process `pid` and of its children that exited (Linux `/proc`)."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    # utime, stime, cutime, cstime: fields 14-17 of proc(5), counted from the state.
+    return sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
+def claims_per_second(
+    processes: int,
+    claims: int,
+    store: Callable[[str], str],
+    server_cpu: Callable[[], float] | None = None,
+) -> Rate:
     """Claims (each followed by finish) per second with `processes` workers on one store,
-    and per CPU second the workers spent in them (the database server's own CPU not
-    counted); `store` gives a fresh store's URL for a temporary home."""
+    and per CPU second the workers spent in them; `store` gives a fresh store's URL for a
+    temporary home, `server_cpu` the database server's CPU seconds so far, if known."""
     with tempfile.TemporaryDirectory() as home:
         url = store(home)
         backend = LocalBackend(Home(home, store=url))
@@ -126,16 +146,18 @@ def claims_per_second(processes: int, claims: int, store: Callable[[str], str]) 
         for w in workers:
             w.start()
         ready.wait()
+        server_start = server_cpu() if server_cpu else 0.0
         start = time.perf_counter()
         for w in workers:
             w.join()
         elapsed = time.perf_counter() - start
+        server_ms = (server_cpu() - server_start) / claims * 1000 if server_cpu else None
         if any(w.exitcode != 0 for w in workers) or sum(counts[:]) != claims:
             raise SystemExit(
                 f"claim benchmark went wrong: {counts[:]} claims, exit codes {[w.exitcode for w in workers]}"
             )
         backend.close()
-    return Rate(claims / elapsed, claims / sum(cpu[:]))
+    return Rate(claims / elapsed, claims / sum(cpu[:]), server_ms)
 
 
 def fresh_schema(url: str) -> str:
@@ -203,7 +225,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--claims", type=int, default=400, help="claims per measurement")
+    parser.add_argument("--claims", type=int, default=2000, help="claims per measurement")
     parser.add_argument("--repeats", type=int, default=3, help="next_run calls per cell (median)")
     parser.add_argument(
         "--pg", help="a PostgreSQL URL to measure on (default: a throwaway local server)"
@@ -212,19 +234,24 @@ def main() -> None:
 
     server = None
     pg = args.pg
+    pg_cpu = None
     if pg is None:
         from pg_server import PgServer
 
         server = PgServer(durable=True)
         server.start()
         pg = server.url()
+        postmaster = int((server.data / "postmaster.pid").read_text().split()[0])
+        pg_cpu = functools.partial(process_cpu, postmaster)
     try:
         stores: dict[str, Callable[[str], str]] = {
             "sqlite": lambda home: f"sqlite:///{home}/store.db",
             "postgresql": lambda home: fresh_schema(pg),
         }
         rates = {
-            (name, n): claims_per_second(n, args.claims, store)
+            (name, n): claims_per_second(
+                n, args.claims, store, pg_cpu if name == "postgresql" else None
+            )
             for name, store in stores.items()
             for n in PROCESSES
         }
@@ -232,16 +259,22 @@ def main() -> None:
         if server is not None:
             server.close()
     print(
-        f"claims/s (claim + finish, random search, {args.claims} claims, one store), and per"
-        " CPU second of the claiming processes"
+        f"claims/s (claim + finish, random search, {args.claims} claims, one store), per"
+        " CPU second of the claiming processes, and the server's CPU ms per claim"
     )
-    print(f"  {'processes':>9}" + "".join(f"  {name:>10}  {'per CPU s':>9}" for name in stores))
+    print(
+        f"  {'processes':>9}"
+        + "".join(f"  {name:>10}  {'per CPU s':>9}" for name in stores)
+        + f"  {'server ms':>9}"
+    )
     for n in PROCESSES:
+        server_ms = rates["postgresql", n].server_ms
         print(
             f"  {n:>9}"
             + "".join(
                 f"  {rates[name, n].wall:>10.1f}  {rates[name, n].cpu:>9.1f}" for name in stores
             )
+            + f"  {'-' if server_ms is None else f'{server_ms:.2f}':>9}"
         )
     for name in stores:
         ratio = rates[name, 16].wall / rates[name, 1].wall

@@ -19,7 +19,10 @@ claimers would queue behind each other's proposals), so inserting the config is
 compare-and-set too: the sweep must still be running, uncapped and without pending runs,
 and on a discrete space the config still unused; otherwise the claim proposes again.
 A spec whose proposals read no runs (random search on a continuous space) is proposed
-before the claim's one write transaction, which checks the same and hands it out.
+before the claim's one write transaction, which checks the same and hands it out: in
+one `INSERT ... SELECT` guarded by those conditions (`_OPEN`), reading the sweep's row
+only when it inserts nothing. A sweep's run_cap is checked against the count of its
+first tries that the store keeps (`sweeper.store.base.FIRST_TRIES`).
 
 A sweep with nothing more to propose (exhausted or capped) is done for its claimers only
 once no run of it is pending or running: until then a running run's agent may die, and
@@ -62,6 +65,15 @@ PROPOSE_TRIES = 5
 
 #: The sweep column `finish_run` reads with the run's row, in one round trip.
 _SWEEP_OF_RUN = ", (SELECT spec FROM sweeps WHERE sweeps.id = runs.sweep_id) AS sweep_spec"
+#: When a claim goes straight to a new config, as `_claim_without_engine` decides it on
+#: the sweep's row (with `RunLedger.stale` false): the sweep is running and not done,
+#: under its run_cap, and has no pending run to hand out first. A blind proposal is
+#: inserted on this condition, in the claim's write transaction (see `_insert`).
+_OPEN = (
+    "EXISTS (SELECT 1 FROM sweeps WHERE id = ? AND state = ? AND done_reason IS NULL"
+    " AND (run_cap IS NULL OR started < run_cap))"
+    " AND NOT EXISTS (SELECT 1 FROM runs WHERE sweep_id = ? AND state = ?)"
+)
 #: The bookkeeping of the `runs` table; a crash retry keeps the engine's view of its config.
 _RUNS = RunLedger(
     "runs", "in the local store", new_id, carried=("engine_config", "config_key", "search_info")
@@ -188,6 +200,11 @@ class LocalBackend(Backend):
         early = engine.propose(known, []) if known is not None and blind else None
         with self.store.transaction(immediate=True, scope=sweep_id) as conn:
             now = self.clock()
+            if isinstance(early, engine.Proposal):
+                # Most claims of such a sweep: one statement, not the sweep read first.
+                inserted = self._insert(conn, sweep_id, worker, lease_s, early, now, if_open=True)
+                if inserted is not None:
+                    return Claim(run=_to_run(inserted, []))
             queued = self._claim_without_engine(conn, sweep_id, worker, lease_s, now)
             if isinstance(queued, Claim):
                 return queued
@@ -229,7 +246,7 @@ class LocalBackend(Backend):
         Returns:
             The Claim, or the sweep's spec when the engine must propose a new config.
         """
-        sweep = self._sweep_row(conn, sweep_id, now)
+        sweep = self._claim_row(conn, sweep_id, now)
         if sweep["stale"]:
             # Crash retries do not count towards run_cap: the row read stays right.
             _RUNS.reap(conn, now)
@@ -245,7 +262,7 @@ class LocalBackend(Backend):
         done_reason = sweep["done_reason"] or self._cap_reason(sweep)
         if done_reason is not None:
             return self._done(conn, sweep_id, done_reason, now)
-        return self._known_spec(sweep_id, sweep["spec"])
+        return self._known_spec(sweep_id, sweep, "spec")
 
     def _propose_locked(
         self,
@@ -296,31 +313,58 @@ class LocalBackend(Backend):
         claims when the engine has nothing more to propose."""
         if isinstance(outcome, engine.Exhausted):
             return self._done(conn, sweep_id, outcome.reason, now)
-        values = (
+        # The id is random: on the rare clash nothing is inserted and another is drawn.
+        while (inserted := self._insert(conn, sweep_id, worker, lease_s, outcome, now)) is None:
+            pass
+        return Claim(run=_to_run(inserted, []))
+
+    def _insert(
+        self,
+        conn: Connection,
+        sweep_id: str,
+        worker: str,
+        lease_s: float,
+        proposal: engine.Proposal,
+        now: float,
+        if_open: bool = False,
+    ) -> Row | None:
+        """Insert `proposal` as a run running for `worker`, under a new random id.
+
+        Args:
+            if_open: only if the claim would reach the engine were it to read its sweep
+                first (`_OPEN`), in the same statement.
+        Returns:
+            The run's row; None when the id clashed, or `if_open` and the sweep is not open.
+        """
+        values: tuple[Any, ...] = (
+            _RUNS.new_id(),
             sweep_id,
             RunState.running.value,
-            dumps(outcome.config),
-            dumps(outcome.engine_config),
-            outcome.config_key,
+            dumps(proposal.config),
+            dumps(proposal.engine_config),
+            proposal.config_key,
             worker,
             self.host,
-            None if outcome.search_info is None else dumps(outcome.search_info),
+            None if proposal.search_info is None else dumps(proposal.search_info),
             lease_s,
             now,
             now,
             now,
         )
-        while True:
-            # The id is random: on the rare clash nothing is inserted and another is drawn.
-            inserted = conn.execute(
-                "INSERT INTO runs (id, sweep_id, state, config, engine_config, config_key, worker,"
-                " host, search_info, lease_s, created_at, started_at, heartbeat_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-                " ON CONFLICT (id) DO NOTHING RETURNING *",
-                (_RUNS.new_id(), *values),
-            ).fetchall()  # all: SQLite cannot commit while a RETURNING statement is unfinished
-            if inserted:
-                return Claim(run=_to_run(inserted[0], []))
+        placeholders = ", ".join("?" * len(values))
+        source = f"VALUES ({placeholders})"
+        if if_open:
+            stale, stale_params = _RUNS.stale(now)
+            source = f"SELECT {placeholders} WHERE {_OPEN} AND NOT {stale}"
+            open_params = (sweep_id, SweepState.running.value, sweep_id, RunState.pending.value)
+            values = (*values, *open_params, *stale_params)
+        inserted = conn.execute(
+            "INSERT INTO runs (id, sweep_id, state, config, engine_config, config_key, worker,"
+            f" host, search_info, lease_s, created_at, started_at, heartbeat_at) {source}"
+            " ON CONFLICT (id) DO NOTHING RETURNING *",
+            values,
+        ).fetchall()  # all: SQLite cannot commit while a RETURNING statement is unfinished
+        return inserted[0] if inserted else None
 
     def _done(self, conn: Connection, sweep_id: str, reason: str, now: float) -> Claim:
         """Record why the sweep hands out no more runs and finish it if none is left to end.
@@ -338,7 +382,7 @@ class LocalBackend(Backend):
 
     @staticmethod
     def _cap_reason(sweep: Row) -> str | None:
-        """Why a sweep read for a claim (`_sweep_row` with `now`) is capped, or None."""
+        """Why a sweep read for a claim (`_claim_row`) is capped, or None."""
         cap = sweep["run_cap"]
         if cap is None or sweep["started"] < cap:
             return None
@@ -406,7 +450,7 @@ class LocalBackend(Backend):
             row = _RUNS.owned(conn, run_id, worker, also=_SWEEP_OF_RUN)
             if row is None:
                 return False
-            spec = self._known_spec(row["sweep_id"], row["sweep_spec"])
+            spec = self._known_spec(row["sweep_id"], row, "sweep_spec")
             metric = (spec.metric_name, spec.metric_goal)
             program = spec.kind == "program"
             ended = _RUNS.finish(
@@ -482,23 +526,27 @@ class LocalBackend(Backend):
                 return candidate
 
     @staticmethod
-    def _sweep_row(conn: Connection, sweep_id: str, now: float | None = None) -> Row:
-        """The sweep's row. For a claim at `now`, in the same round trip: `started`, its
-        runs that count towards its run_cap (first tries: a crash retry re-runs a config
-        already counted) where it has one, `queued`, whether it has a pending run, and
-        `stale`, whether a run is due to be reaped."""
-        extra = ""
-        params: tuple[Any, ...] = (sweep_id,)
-        if now is not None:
-            stale, stale_params = _RUNS.stale(now)
-            extra = (
-                ", CASE WHEN run_cap IS NULL THEN NULL ELSE (SELECT COUNT(*) FROM runs"
-                " WHERE runs.sweep_id = sweeps.id AND retry_of IS NULL) END AS started,"
-                " EXISTS (SELECT 1 FROM runs WHERE runs.sweep_id = sweeps.id AND state = ?)"
-                f" AS queued, {stale} AS stale"
-            )
-            params = (RunState.pending.value, *stale_params, sweep_id)
-        row = conn.execute(f"SELECT *{extra} FROM sweeps WHERE id = ?", params).fetchone()
+    def _sweep_row(conn: Connection, sweep_id: str) -> Row:
+        """The sweep's row."""
+        row = conn.execute("SELECT * FROM sweeps WHERE id = ?", (sweep_id,)).fetchone()
+        if row is None:
+            raise NotFoundError(f"no sweep with id {sweep_id!r} in the local store")
+        return row
+
+    def _claim_row(self, conn: Connection, sweep_id: str, now: float) -> Row:
+        """What a claim at `now` reads of its sweep, in one round trip: its state, done
+        reason, run_cap and `started` (its first tries, which the cap counts: see
+        `sweeper.store.base.FIRST_TRIES`), `queued`, whether it has a pending run, and
+        `stale`, whether a run is due to be reaped; its spec only until this process
+        has parsed it (a sweep's spec never changes)."""
+        stale, stale_params = _RUNS.stale(now)
+        spec = "" if sweep_id in self._specs else ", spec"
+        row = conn.execute(
+            f"SELECT state, done_reason, run_cap, started{spec},"
+            " EXISTS (SELECT 1 FROM runs WHERE runs.sweep_id = sweeps.id AND state = ?)"
+            f" AS queued, {stale} AS stale FROM sweeps WHERE id = ?",
+            (RunState.pending.value, *stale_params, sweep_id),
+        ).fetchone()
         if row is None:
             raise NotFoundError(f"no sweep with id {sweep_id!r} in the local store")
         return row
@@ -539,10 +587,11 @@ class LocalBackend(Backend):
     def _spec(row: Row) -> SweepSpec:
         return SweepSpec.model_validate_json(row["spec"])
 
-    def _known_spec(self, sweep_id: str, spec_json: str) -> SweepSpec:
-        """The sweep's spec, parsed once per process: a sweep's spec never changes."""
+    def _known_spec(self, sweep_id: str, row: Row, column: str) -> SweepSpec:
+        """The sweep's spec, parsed from `row[column]` once per process (a sweep's spec
+        never changes); a row read after that may leave the column out."""
         if (known := self._specs.get(sweep_id)) is None:
-            known = self._specs[sweep_id] = SweepSpec.model_validate_json(spec_json)
+            known = self._specs[sweep_id] = SweepSpec.model_validate_json(row[column])
         return known
 
     def _run(self, conn: Connection, run_id: str) -> Run:

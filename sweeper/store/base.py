@@ -39,8 +39,9 @@ from sweeper.errors import StoreError
 #: Bumped whenever the tables change; a store with a higher version was written by a
 #: newer sweeper and is refused rather than misread. Version 2 added the wandb_* tables,
 #: version 3 the runs' host, version 4 let a sweep have no metric (W&B's grid and random
-#: search need none); an older store is migrated the first time it is opened.
-SCHEMA_VERSION = 4
+#: search need none), version 5 counts a sweep's first tries in `sweeps.started` (see
+#: `FIRST_TRIES`); an older store is migrated the first time it is opened.
+SCHEMA_VERSION = 5
 
 #: Each dialect fills in `{rowid}` (an explicit insertion-order column where the database
 #: has no implicit rowid) and `{float}` (a double-precision type: timestamps are epoch
@@ -63,7 +64,8 @@ CREATE TABLE IF NOT EXISTS sweeps (
     done_reason TEXT,
     spec_path TEXT,
     created_at {float} NOT NULL,
-    updated_at {float} NOT NULL
+    updated_at {float} NOT NULL,
+    started INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS runs (
     {rowid}
@@ -155,10 +157,24 @@ LOCK_ROWS = " /* lock rows */"
 #: waited for (PostgreSQL `FOR UPDATE SKIP LOCKED`).
 SKIP_LOCKED = " /* lock rows, skip locked */"
 
+#: What `sweeps.started` counts: the sweep's runs that are first tries (a crash retry
+#: re-runs a config already counted), which is what its run_cap caps. The database keeps
+#: it, a trigger adding one in the transaction that inserts such a run (each dialect's
+#: `_triggers`), so a claim reads its sweep's count in O(1) rather than counting the
+#: sweep's runs, and no code path inserting a run can forget it. Exact under concurrency:
+#: claims insert first tries holding their sweep's write lock, and the trigger's UPDATE
+#: locks the sweep's row until the commit.
+FIRST_TRIES = "SELECT COUNT(*) FROM runs WHERE runs.sweep_id = sweeps.id AND retry_of IS NULL"
+
 #: Columns (table, column, type) added by each version, which a store written at an older
 #: version gains when it is opened; tables added since are created by SCHEMA itself.
 MIGRATIONS: dict[int, tuple[tuple[str, str, str], ...]] = {
     3: (("runs", "host", "TEXT"), ("wandb_runs", "host", "TEXT")),
+    5: (("sweeps", "started", "INTEGER NOT NULL DEFAULT 0"),),
+}
+#: Statements that fill in what each version's new columns hold for the rows already there.
+BACKFILLS: dict[int, tuple[str, ...]] = {
+    5: (f"UPDATE sweeps SET started = ({FIRST_TRIES})",),
 }
 #: Columns (table, column) whose NOT NULL each version dropped.
 NULLABLE: dict[int, tuple[tuple[str, str], ...]] = {
@@ -257,6 +273,11 @@ class Store(ABC):
     def _drop_not_null(self, conn: Any, table: str, column: str, create: str) -> None:
         """Let `table.column` hold NULL, inside the caller's write transaction; `create` is
         the table's CREATE statement as SCHEMA has it now."""
+
+    @abstractmethod
+    def _triggers(self) -> list[str]:
+        """The statements that create (or replace) the schema's triggers in this
+        dialect, run after the tables are created and migrated."""
 
     @abstractmethod
     def _translate(self, error: Exception) -> StoreError | None:
@@ -401,6 +422,12 @@ class Store(ABC):
                     head = f"CREATE TABLE IF NOT EXISTS {table} ("
                     create = next(s for s in statements if s.startswith(head))
                     self._drop_not_null(conn, table, column, create)
+                for statement in BACKFILLS.get(version, ()):
+                    conn.execute(statement)
+        # After the migrations: rebuilding a table (SQLite's `_drop_not_null`) would trip
+        # over a trigger naming it.
+        for statement in self._triggers():
+            conn.execute(statement)
         conn.execute(
             "INSERT INTO meta (key, value) VALUES ('schema_version', ?) "
             "ON CONFLICT (key) DO UPDATE SET value = excluded.value",

@@ -60,6 +60,18 @@ _SCOPE_LOCK_CLASS = 0x7377
 #: What the row-lock markers of `sweeper.store.base` become. NO KEY UPDATE: the rows'
 #: keys never change, and inserts referring to them (FOREIGN KEY) need not wait.
 _ROW_LOCKS = ((SKIP_LOCKED, " FOR NO KEY UPDATE SKIP LOCKED"), (LOCK_ROWS, " FOR NO KEY UPDATE"))
+#: `sweeps.started` kept by the database (see `sweeper.store.base.FIRST_TRIES`): a row
+#: trigger calls a function in PostgreSQL, which names the tables of the schema the
+#: session's search path finds first, as every statement does.
+_COUNT_FIRST_TRIES = (
+    "CREATE OR REPLACE FUNCTION sweeper_count_first_try() RETURNS trigger LANGUAGE plpgsql"
+    " AS $$ BEGIN UPDATE sweeps SET started = started + 1 WHERE id = NEW.sweep_id;"
+    " RETURN NULL; END $$",
+    # DROP and CREATE, not CREATE OR REPLACE TRIGGER: servers before PostgreSQL 14 lack it.
+    "DROP TRIGGER IF EXISTS runs_count_first_tries ON runs",
+    "CREATE TRIGGER runs_count_first_tries AFTER INSERT ON runs FOR EACH ROW"
+    " WHEN (NEW.retry_of IS NULL) EXECUTE FUNCTION sweeper_count_first_try()",
+)
 #: How long a lost connection is re-tried before the store is reported unreachable.
 RECONNECT_S = 60.0
 #: Longest sleep between reconnection attempts.
@@ -272,6 +284,9 @@ class PostgresStore(Store):
 
     def _drop_not_null(self, conn: _Connection, table: str, column: str, create: str) -> None:
         conn.execute(f"ALTER TABLE {table} ALTER COLUMN {column} DROP NOT NULL")
+
+    def _triggers(self) -> list[str]:
+        return list(_COUNT_FIRST_TRIES)
 
     def _in_transaction(self, conn: _Connection) -> bool:
         from psycopg.pq import TransactionStatus

@@ -19,6 +19,13 @@ from pathlib import Path
 from sweeper.errors import StoreError
 from sweeper.store.base import SCHEMA_VERSION, Store
 
+#: `sweeps.started` kept by the database (see `sweeper.store.base.FIRST_TRIES`).
+_COUNT_FIRST_TRIES = (
+    "CREATE TRIGGER IF NOT EXISTS runs_count_first_tries AFTER INSERT ON runs"
+    " WHEN NEW.retry_of IS NULL"
+    " BEGIN UPDATE sweeps SET started = started + 1 WHERE id = NEW.sweep_id; END"
+)
+
 #: Below this much free space a failing write is reported as a full disk.
 _LOW_SPACE_BYTES = 256 * 1024
 #: Per statement, SQLite itself waits this long for a lock before reporting busy.
@@ -174,6 +181,9 @@ class SQLiteStore(Store):
         )
         conn.execute(f"DROP TABLE {table}")
         conn.execute(f"ALTER TABLE {table}_relaxed RENAME TO {table}")
+
+    def _triggers(self) -> list[str]:
+        return [_COUNT_FIRST_TRIES]
 
     def _in_transaction(self, conn: sqlite3.Connection) -> bool:
         return conn.in_transaction

@@ -150,3 +150,22 @@ def bad_spec(tmp_path: Path) -> Path:
     path = tmp_path / "bad.yaml"
     path.write_text(GRID.replace("dropout:", "dropuot:"))
     return path
+
+
+def capped_sweep_with_a_retry(backend: LocalBackend, make_spec: MakeSpec) -> str:
+    """A grid sweep capped at 3 runs, two of them claimed and the first crashed, so its
+    config is queued again: 3 runs, of which 2 count towards the cap (first tries)."""
+    sweep = backend.create_sweep(make_spec({"a": {"values": [1, 2, 3, 4]}}, run_cap=3))
+    first = backend.claim_run(sweep.id, "w1").run
+    assert first is not None and backend.claim_run(sweep.id, "w1").run is not None
+    assert backend.fail_run(first.id, "w1", "killed", crashed=True)
+    return sweep.id
+
+
+def claims_up_to_the_cap(backend: LocalBackend, sweep_id: str) -> list[int]:
+    """The `a` of each run claimed until the sweep hands out none: after
+    `capped_sweep_with_a_retry`, the retry (not counted) and one new config."""
+    handed: list[int] = []
+    while (run := backend.claim_run(sweep_id, "w2").run) is not None:
+        handed.append(run.config["a"])
+    return handed

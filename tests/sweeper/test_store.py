@@ -17,7 +17,7 @@ from sweeper.store import SCHEMA_VERSION, SQLiteStore
 from sweeper.store import sqlite as store_module
 from sweeper.store.base import SCHEMA
 
-from .conftest import MakeSpec
+from .conftest import MakeSpec, capped_sweep_with_a_retry, claims_up_to_the_cap
 
 
 @pytest.fixture
@@ -58,12 +58,25 @@ def test_newer_schema_is_refused_and_left_untouched(store_path: Path) -> None:
     assert store_path.read_bytes() == before
 
 
+def as_version_4(path: Path) -> None:
+    """Turn the store at `path` into what sweeper wrote at schema version 4: no count of
+    a sweep's first tries, no trigger keeping it."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("DROP TRIGGER runs_count_first_tries")
+    conn.execute("ALTER TABLE sweeps DROP COLUMN started")
+    conn.execute("UPDATE meta SET value = '4' WHERE key = 'schema_version'")
+    conn.close()
+
+
 def as_version_3(path: Path) -> None:
     """Turn the store at `path` into what sweeper wrote at schema version 3, when every
     sweep had a metric: sweeps.metric_name NOT NULL."""
+    as_version_4(path)
     (create,) = [s for s in SCHEMA.format(rowid="", float="REAL").split(";") if " sweeps (" in s]
-    old = create.replace(" sweeps (", " sweeps_v3 (").replace(
-        "metric_name TEXT,", "metric_name TEXT NOT NULL,"
+    old = (
+        create.replace(" sweeps (", " sweeps_v3 (")
+        .replace("metric_name TEXT,", "metric_name TEXT NOT NULL,")
+        .replace(",\n    started INTEGER NOT NULL DEFAULT 0", "")
     )
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute(old)
@@ -102,6 +115,24 @@ def test_a_version_3_store_gains_sweeps_without_a_metric(
     with after.store.transaction() as conn:
         assert conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
         assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
+    after.close()
+
+
+def test_a_version_4_store_counts_each_sweeps_first_tries(
+    store_path: Path, make_spec: MakeSpec
+) -> None:
+    before = LocalBackend(Home(store_path.parent, store=f"sqlite:///{store_path}"))
+    capped = capped_sweep_with_a_retry(before, make_spec)
+    empty = before.create_sweep(make_spec({"a": {"values": [1]}}, name="empty")).id
+    before.close()
+    as_version_4(store_path)
+
+    after = LocalBackend(Home(store_path.parent, store=f"sqlite:///{store_path}"))
+    assert after.store.schema_version == SCHEMA_VERSION
+    with after.store.transaction() as conn:
+        counted = dict(conn.execute("SELECT id, started FROM sweeps").fetchall())
+    assert counted == {capped: 2, empty: 0}
+    assert claims_up_to_the_cap(after, capped) == [1, 3]
     after.close()
 
 

@@ -26,7 +26,7 @@ from sweeper.store.base import ROWS_ONLY
 from sweeper.store.postgres import PostgresStore
 from tests.pg_server import PgServer
 
-from .conftest import MakeSpec
+from .conftest import MakeSpec, capped_sweep_with_a_retry, claims_up_to_the_cap
 
 
 def admin(server: PgServer, statement: str) -> None:
@@ -76,6 +76,28 @@ def test_an_older_store_is_migrated_on_first_use(pg_url: str) -> None:
         ).fetchone()[0]
     assert nullable == "YES"
     assert again.get_current() == "abc12345"
+
+
+def test_a_version_4_store_counts_each_sweeps_first_tries(
+    pg_url: str, tmp_path: Path, make_spec: MakeSpec
+) -> None:
+    before = LocalBackend(Home(tmp_path, store=pg_url))
+    capped = capped_sweep_with_a_retry(before, make_spec)
+    empty = before.create_sweep(make_spec({"a": {"values": [1]}}, name="empty")).id
+    with before.store.transaction(immediate=True) as conn:
+        conn.execute("DROP TRIGGER runs_count_first_tries ON runs")
+        conn.execute("DROP FUNCTION sweeper_count_first_try()")
+        conn.execute("ALTER TABLE sweeps DROP COLUMN started")
+        conn.execute("UPDATE meta SET value = '4' WHERE key = 'schema_version'")
+    before.close()
+
+    after = LocalBackend(Home(tmp_path, store=pg_url))
+    assert after.store.schema_version == SCHEMA_VERSION
+    with after.store.transaction() as conn:
+        counted = dict(conn.execute("SELECT id, started FROM sweeps").fetchall())
+    assert counted == {capped: 2, empty: 0}
+    assert claims_up_to_the_cap(after, capped) == [1, 3]
+    after.close()
 
 
 def test_a_sweep_without_a_metric_is_stored(pg_url: str, make_spec: MakeSpec) -> None:
