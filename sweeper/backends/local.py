@@ -38,7 +38,7 @@ from collections.abc import Callable
 from typing import Any
 
 from sweeper import engine
-from sweeper.backends import epochs, sweep_end
+from sweeper.backends import engine_view, epochs, sweep_end
 from sweeper.backends.base import Backend
 from sweeper.backends.ledger import FINAL_SWEEP_STATES, Row, RunLedger, at, dumps, new_id
 from sweeper.backends.naming import resolve_among
@@ -221,14 +221,14 @@ class LocalBackend(Backend):
             runs: list[engine.EngineRun] = []
             if reads_runs:
                 with self.store.transaction() as conn:
-                    runs = self._engine_runs(conn, sweep_id, history=False)
+                    runs = engine_view.engine_runs(conn, sweep_id, history=False)
             outcome = engine.propose(spec, runs)
             with self.store.transaction(immediate=True, scope=sweep_id) as conn:
                 now = self.clock()
                 queued = self._claim_without_engine(conn, sweep_id, worker, lease_s, now)
                 if isinstance(queued, Claim):
                     return queued
-                if not (discrete and self._used(conn, sweep_id, outcome)):
+                if not (discrete and engine_view.used(conn, sweep_id, outcome)):
                     return self._hand_out(conn, sweep_id, worker, lease_s, outcome, now)
         with self.store.transaction(immediate=True, scope=sweep_id) as conn:
             now = self.clock()
@@ -275,30 +275,8 @@ class LocalBackend(Backend):
         """Propose and hand the proposal out in the caller's write transaction, where no
         other claim can take its config first. The lease starts when the run is handed
         out: a proposal can take seconds (the engine's first import, a bayes fit)."""
-        outcome = engine.propose(spec, self._proposal_runs(conn, sweep_id, spec))
+        outcome = engine.propose(spec, engine_view.proposal_runs(conn, sweep_id, spec))
         return self._hand_out(conn, sweep_id, worker, lease_s, outcome, self.clock())
-
-    def _proposal_runs(
-        self, conn: Connection, sweep_id: str, spec: SweepSpec
-    ) -> list[engine.EngineRun]:
-        """The runs `engine.propose` reads for this spec (none for random search on a
-        continuous space)."""
-        return self._engine_runs(conn, sweep_id, history=False) if engine.needs_runs(spec) else []
-
-    @staticmethod
-    def _used(conn: Connection, sweep_id: str, outcome: engine.Proposal | engine.Exhausted) -> bool:
-        """Whether the proposed config is used now, as `engine.propose` counts it (a run of
-        it in any state but crashed, whose retry is a run itself). An exhausted space is
-        never undone (runs are only ever added), so that outcome always stands."""
-        if isinstance(outcome, engine.Exhausted):
-            return False
-        return (
-            conn.execute(
-                "SELECT 1 FROM runs WHERE sweep_id = ? AND config_key = ? AND state != ? LIMIT 1",
-                (sweep_id, outcome.config_key, RunState.crashed.value),
-            ).fetchone()
-            is not None
-        )
 
     def _hand_out(
         self,
@@ -416,7 +394,7 @@ class LocalBackend(Backend):
             if control != Control.proceed or spec.early_terminate is None:
                 return control
         with self.store.transaction() as conn:
-            runs = self._engine_runs(conn, row["sweep_id"], history=True)
+            runs = engine_view.engine_runs(conn, row["sweep_id"], history=True)
         reason = engine.stop_reason(spec, runs, run_id)
         if reason is None:
             return Control.proceed
@@ -596,26 +574,6 @@ class LocalBackend(Backend):
 
     def _run(self, conn: Connection, run_id: str) -> Run:
         return _to_run(_RUNS.row(conn, run_id), epochs.history(conn, run_id))
-
-    def _engine_runs(
-        self, conn: Connection, sweep_id: str, history: bool
-    ) -> list[engine.EngineRun]:
-        histories = epochs.histories(conn, sweep_id) if history else {}
-        # Rows come from our own table, so pydantic's validation is skipped: claims stay O(1) per run.
-        return [
-            engine.EngineRun.model_construct(
-                id=r["id"],
-                state=RunState(r["state"]),
-                engine_config=json.loads(r["engine_config"]),
-                config_key=r["config_key"],
-                metric=r["metric"],
-                history=histories.get(r["id"], []),
-            )
-            for r in conn.execute(
-                "SELECT id, state, engine_config, config_key, metric FROM runs WHERE sweep_id = ? ORDER BY rowid",
-                (sweep_id,),
-            )
-        ]
 
 
 def _to_run(row: Row, history: list[dict[str, Any]]) -> Run:

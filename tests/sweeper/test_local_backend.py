@@ -15,6 +15,7 @@ from typing import Any, Literal
 import pytest
 
 from sweeper import engine
+from sweeper.backends import engine_view
 from sweeper.backends.local import PROPOSE_TRIES, LocalBackend
 from sweeper.errors import BackendError, NotFoundError, SweeperError
 from sweeper.locate import open_backend
@@ -357,7 +358,7 @@ def test_a_program_runs_metric_is_its_summary_value_as_wandb_has_it(
     backend.log_epoch(run_id, "w1", {"epoch": 4, "val_loss": 0.1})
     assert backend.get_run(run_id).metric == 0.6
     with backend.store.transaction() as conn:
-        (stored,) = backend._engine_runs(conn, sweep.id, history=True)
+        (stored,) = engine_view.engine_runs(conn, sweep.id, history=True)
     spec = make_spec(GRID_6, kind="program")
     assert engine.to_sweep_run(stored, spec).summary_metrics == {"val_accuracy": 0.6}
     assert backend.finish_run(run_id, "w1", summary)
