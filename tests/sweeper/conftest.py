@@ -13,6 +13,7 @@ import pytest
 from sweeper.backends.local import LocalBackend
 from sweeper.paths import Home
 from sweeper.spec import SweepSpec
+from sweeper.store import SCHEMA_VERSION
 from tests.sweeper.cli_testkit import GRID
 
 #: The seed projects' Part B space: 2 * 3 * 2 * 2 = 24 configs.
@@ -162,10 +163,19 @@ def capped_sweep_with_a_retry(backend: LocalBackend, make_spec: MakeSpec) -> str
     return sweep.id
 
 
-def claims_up_to_the_cap(backend: LocalBackend, sweep_id: str) -> list[int]:
-    """The `a` of each run claimed until the sweep hands out none: after
-    `capped_sweep_with_a_retry`, the retry (not counted) and one new config."""
-    handed: list[int] = []
-    while (run := backend.claim_run(sweep_id, "w2").run) is not None:
-        handed.append(run.config["a"])
-    return handed
+def check_first_tries_counted(home: Home, capped: str, empty: str) -> None:
+    """Open the store at `home`, migrated from before it counted first tries, and check
+    the count it backfilled: `capped` (`capped_sweep_with_a_retry`) has 2, `empty` none,
+    and `capped` hands out the retry (not counted) and one new config, then stops."""
+    after = LocalBackend(home)
+    try:
+        assert after.store.schema_version == SCHEMA_VERSION
+        with after.store.transaction() as conn:
+            counted = dict(conn.execute("SELECT id, started FROM sweeps").fetchall())
+        assert counted == {capped: 2, empty: 0}
+        handed: list[int] = []
+        while (run := after.claim_run(capped, "w2").run) is not None:
+            handed.append(run.config["a"])
+        assert handed == [1, 3]
+    finally:
+        after.close()

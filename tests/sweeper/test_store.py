@@ -17,7 +17,7 @@ from sweeper.store import SCHEMA_VERSION, SQLiteStore
 from sweeper.store import sqlite as store_module
 from sweeper.store.base import SCHEMA
 
-from .conftest import MakeSpec, capped_sweep_with_a_retry, claims_up_to_the_cap
+from .conftest import MakeSpec, capped_sweep_with_a_retry, check_first_tries_counted
 
 
 @pytest.fixture
@@ -127,13 +127,9 @@ def test_a_version_4_store_counts_each_sweeps_first_tries(
     before.close()
     as_version_4(store_path)
 
-    after = LocalBackend(Home(store_path.parent, store=f"sqlite:///{store_path}"))
-    assert after.store.schema_version == SCHEMA_VERSION
-    with after.store.transaction() as conn:
-        counted = dict(conn.execute("SELECT id, started FROM sweeps").fetchall())
-    assert counted == {capped: 2, empty: 0}
-    assert claims_up_to_the_cap(after, capped) == [1, 3]
-    after.close()
+    check_first_tries_counted(
+        Home(store_path.parent, store=f"sqlite:///{store_path}"), capped, empty
+    )
 
 
 @pytest.mark.parametrize(

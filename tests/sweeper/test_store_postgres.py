@@ -26,7 +26,7 @@ from sweeper.store.base import ROWS_ONLY
 from sweeper.store.postgres import PostgresStore
 from tests.pg_server import PgServer
 
-from .conftest import MakeSpec, capped_sweep_with_a_retry, claims_up_to_the_cap
+from .conftest import MakeSpec, capped_sweep_with_a_retry, check_first_tries_counted
 
 
 def admin(server: PgServer, statement: str) -> None:
@@ -91,13 +91,7 @@ def test_a_version_4_store_counts_each_sweeps_first_tries(
         conn.execute("UPDATE meta SET value = '4' WHERE key = 'schema_version'")
     before.close()
 
-    after = LocalBackend(Home(tmp_path, store=pg_url))
-    assert after.store.schema_version == SCHEMA_VERSION
-    with after.store.transaction() as conn:
-        counted = dict(conn.execute("SELECT id, started FROM sweeps").fetchall())
-    assert counted == {capped: 2, empty: 0}
-    assert claims_up_to_the_cap(after, capped) == [1, 3]
-    after.close()
+    check_first_tries_counted(Home(tmp_path, store=pg_url), capped, empty)
 
 
 def test_a_sweep_without_a_metric_is_stored(pg_url: str, make_spec: MakeSpec) -> None:
