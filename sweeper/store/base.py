@@ -280,6 +280,11 @@ class Store(ABC):
         dialect, run after the tables are created and migrated."""
 
     @abstractmethod
+    def _trigger_drops(self) -> list[str]:
+        """The statements that drop the schema's triggers where they exist in this
+        dialect, run before an older store's tables are migrated."""
+
+    @abstractmethod
     def _translate(self, error: Exception) -> StoreError | None:
         """The driver's `error` as a StoreError a user can act on, None if it is no
         driver error."""
@@ -413,6 +418,11 @@ class Store(ABC):
         for statement in statements:
             conn.execute(statement)
         if recorded is not None:
+            # Rebuilding a table (SQLite's `_drop_not_null`) trips over a trigger naming it,
+            # and a store recorded as older may have them (one written by this version and
+            # marked older by hand, or by a tool): they are dropped, and made again below.
+            for statement in self._trigger_drops():
+                conn.execute(statement)
             for version in range(recorded + 1, SCHEMA_VERSION + 1):
                 for table, column, kind in MIGRATIONS.get(version, ()):
                     # A table SCHEMA just created has the column already.
@@ -424,8 +434,6 @@ class Store(ABC):
                     self._drop_not_null(conn, table, column, create)
                 for statement in BACKFILLS.get(version, ()):
                     conn.execute(statement)
-        # After the migrations: rebuilding a table (SQLite's `_drop_not_null`) would trip
-        # over a trigger naming it.
         for statement in self._triggers():
             conn.execute(statement)
         conn.execute(

@@ -185,6 +185,9 @@ class SQLiteStore(Store):
     def _triggers(self) -> list[str]:
         return [_COUNT_FIRST_TRIES]
 
+    def _trigger_drops(self) -> list[str]:
+        return ["DROP TRIGGER IF EXISTS runs_count_first_tries"]
+
     def _in_transaction(self, conn: sqlite3.Connection) -> bool:
         return conn.in_transaction
 
