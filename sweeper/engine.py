@@ -310,11 +310,7 @@ def _keyed_space(parameters: Mapping[str, Any]) -> Mapping[str, dict[str, Any]] 
     parameters section and shared, so read only: every claim asks, and keying the seeds'
     24 configs costs 3 ms. A section that JSON does not carry exactly is keyed every time
     (the memo's key is its JSON, as in `_fill_parameter_once`)."""
-    try:
-        key = json.dumps(parameters, sort_keys=True)
-    except (TypeError, ValueError):
-        key = None
-    if key is None or json.loads(key) != parameters:
+    if (key := _exact_json(parameters, sort_keys=True)) is None:
         return _key_space(parameters)
     return _keyed_space_of(key)
 
@@ -421,16 +417,26 @@ def _fill_parameter_once(name: str, config: dict[str, Any]) -> tuple[str, dict[s
     The key is the config as JSON, which the check reads back: a config that JSON does
     not carry exactly (a tuple, a non-string key, NaN) is checked every time instead.
     """
-    try:
-        key = json.dumps(config)
-    except (TypeError, ValueError):
-        key = None
-    if key is None or json.loads(key) != config:
+    if (key := _exact_json(config)) is None:
         return _fill_parameter(name, config)
     outcome = _filled(name, key)
     if isinstance(outcome, Exception):
         raise outcome.with_traceback(None)
     return copy.deepcopy(outcome)
+
+
+def _exact_json(value: Any, sort_keys: bool = False) -> str | None:
+    """`value` as JSON, the key of a memo that reads it back; None where JSON does not give
+    back an equal value (a tuple, a non-string key, NaN), which is then computed every time.
+
+    >>> _exact_json({"b": 1, "a": [2]}, sort_keys=True), _exact_json({"x": (1, 2)})
+    ('{"a": [2], "b": 1}', None)
+    """
+    try:
+        key = json.dumps(value, sort_keys=sort_keys)
+    except (TypeError, ValueError):
+        return None
+    return key if json.loads(key) == value else None
 
 
 @functools.cache
