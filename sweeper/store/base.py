@@ -282,7 +282,7 @@ class Store(ABC):
     @abstractmethod
     def _trigger_drops(self) -> list[str]:
         """The statements that drop the schema's triggers where they exist in this
-        dialect, run before an older store's tables are migrated."""
+        dialect, run before the tables are migrated and the triggers made again."""
 
     @abstractmethod
     def _translate(self, error: Exception) -> StoreError | None:
@@ -417,12 +417,12 @@ class Store(ABC):
         ]
         for statement in statements:
             conn.execute(statement)
+        # Rebuilding a table (SQLite's `_drop_not_null`) trips over a trigger naming it, and
+        # a store recorded as older may have them (one written by this version and marked
+        # older by hand, or by a tool): they are dropped, and made again below.
+        for statement in self._trigger_drops():
+            conn.execute(statement)
         if recorded is not None:
-            # Rebuilding a table (SQLite's `_drop_not_null`) trips over a trigger naming it,
-            # and a store recorded as older may have them (one written by this version and
-            # marked older by hand, or by a tool): they are dropped, and made again below.
-            for statement in self._trigger_drops():
-                conn.execute(statement)
             for version in range(recorded + 1, SCHEMA_VERSION + 1):
                 for table, column, kind in MIGRATIONS.get(version, ()):
                     # A table SCHEMA just created has the column already.

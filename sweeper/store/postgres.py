@@ -63,13 +63,12 @@ _ROW_LOCKS = ((SKIP_LOCKED, " FOR NO KEY UPDATE SKIP LOCKED"), (LOCK_ROWS, " FOR
 #: `sweeps.started` kept by the database (see `sweeper.store.base.FIRST_TRIES`): a row
 #: trigger calls a function in PostgreSQL, which names the tables of the schema the
 #: session's search path finds first, as every statement does.
-_DROP_COUNT_FIRST_TRIES = "DROP TRIGGER IF EXISTS runs_count_first_tries ON runs"
 _COUNT_FIRST_TRIES = (
     "CREATE OR REPLACE FUNCTION sweeper_count_first_try() RETURNS trigger LANGUAGE plpgsql"
     " AS $$ BEGIN UPDATE sweeps SET started = started + 1 WHERE id = NEW.sweep_id;"
     " RETURN NULL; END $$",
-    # DROP and CREATE, not CREATE OR REPLACE TRIGGER: servers before PostgreSQL 14 lack it.
-    _DROP_COUNT_FIRST_TRIES,
+    # Dropped first (`_trigger_drops`), not CREATE OR REPLACE TRIGGER: servers before
+    # PostgreSQL 14 lack it.
     "CREATE TRIGGER runs_count_first_tries AFTER INSERT ON runs FOR EACH ROW"
     " WHEN (NEW.retry_of IS NULL) EXECUTE FUNCTION sweeper_count_first_try()",
 )
@@ -290,7 +289,7 @@ class PostgresStore(Store):
         return list(_COUNT_FIRST_TRIES)
 
     def _trigger_drops(self) -> list[str]:
-        return [_DROP_COUNT_FIRST_TRIES]
+        return ["DROP TRIGGER IF EXISTS runs_count_first_tries ON runs"]
 
     def _in_transaction(self, conn: _Connection) -> bool:
         from psycopg.pq import TransactionStatus
