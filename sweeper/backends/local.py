@@ -20,8 +20,10 @@ compare-and-set too: the sweep must still be running, uncapped and without pendi
 and on a discrete space the config still unused; otherwise the claim proposes again.
 A spec whose proposals read no runs (random search on a continuous space) is proposed
 before the claim's one write transaction, which checks the same and hands it out: in
-one `INSERT ... SELECT` guarded by those conditions (`_OPEN`), reading the sweep's row
-only when it inserts nothing. A sweep's run_cap is checked against the count of its
+one `INSERT ... SELECT` guarded by those conditions (`_OPEN`), sent with its BEGIN and
+COMMIT in one round trip (`Store.write_batch`), so the sweep's lock is held only inside
+the database server; the sweep's row is read, in a second transaction, only when it
+inserts nothing. A sweep's run_cap is checked against the count of its
 first tries that the store keeps (`sweeper.store.base.FIRST_TRIES`).
 
 A sweep with nothing more to propose (exhausted or capped) is done for its claimers only
@@ -31,6 +33,7 @@ its run, re-queued when the lease runs out, needs an agent still asking.
 
 from __future__ import annotations
 
+import functools
 import json
 import socket
 import time
@@ -56,7 +59,7 @@ from sweeper.models import (
 from sweeper.paths import Home
 from sweeper.spec import SweepSpec
 from sweeper.store import open_store, retried
-from sweeper.store.base import ROWS_ONLY, Connection
+from sweeper.store.base import ROWS_ONLY, Connection, Statement
 
 #: Proposals made outside the write lock that a claim lets lose the race to insert; then
 #: it proposes inside the lock, where it cannot lose, so a contended grid never livelocks.
@@ -68,7 +71,7 @@ _SWEEP_OF_RUN = ", (SELECT spec FROM sweeps WHERE sweeps.id = runs.sweep_id) AS 
 #: When a claim goes straight to a new config, as `_claim_without_engine` decides it on
 #: the sweep's row (with `RunLedger.stale` false): the sweep is running and not done,
 #: under its run_cap, and has no pending run to hand out first. A blind proposal is
-#: inserted on this condition, in the claim's write transaction (see `_insert`).
+#: inserted on this condition, in the claim's write transaction (see `_insertion`).
 _OPEN = (
     "EXISTS (SELECT 1 FROM sweeps WHERE id = ? AND state = ? AND done_reason IS NULL"
     " AND (run_cap IS NULL OR started < run_cap))"
@@ -198,13 +201,17 @@ class LocalBackend(Backend):
         blind = known is not None and not engine.needs_runs(known)
         # A blind proposal lost to a pending run is simply dropped: it is an independent draw.
         early = engine.propose(known, []) if known is not None and blind else None
+        if isinstance(early, engine.Proposal):
+            # Most claims of such a sweep: one statement in one round trip (`write_batch`),
+            # not the sweep read first. When it inserts nothing, the claim goes on below.
+            insertion = self._insertion(
+                sweep_id, worker, lease_s, early, self.clock(), if_open=True
+            )
+            inserted = self.store.write_batch([insertion], scope=sweep_id)
+            if inserted:
+                return Claim(run=_to_run(inserted[0], []))
         with self.store.transaction(immediate=True, scope=sweep_id) as conn:
             now = self.clock()
-            if isinstance(early, engine.Proposal):
-                # Most claims of such a sweep: one statement, not the sweep read first.
-                inserted = self._insert(conn, sweep_id, worker, lease_s, early, now, if_open=True)
-                if inserted is not None:
-                    return Claim(run=_to_run(inserted, []))
             queued = self._claim_without_engine(conn, sweep_id, worker, lease_s, now)
             if isinstance(queued, Claim):
                 return queued
@@ -291,28 +298,28 @@ class LocalBackend(Backend):
         claims when the engine has nothing more to propose."""
         if isinstance(outcome, engine.Exhausted):
             return self._done(conn, sweep_id, outcome.reason, now)
-        # The id is random: on the rare clash nothing is inserted and another is drawn.
-        while (inserted := self._insert(conn, sweep_id, worker, lease_s, outcome, now)) is None:
+        # The id is random: on the rare clash nothing is inserted and another is drawn. All
+        # rows: SQLite cannot commit while a RETURNING statement is unfinished.
+        insertion = functools.partial(self._insertion, sweep_id, worker, lease_s, outcome, now)
+        while not (inserted := conn.execute(*insertion()).fetchall()):
             pass
-        return Claim(run=_to_run(inserted, []))
+        return Claim(run=_to_run(inserted[0], []))
 
-    def _insert(
+    def _insertion(
         self,
-        conn: Connection,
         sweep_id: str,
         worker: str,
         lease_s: float,
         proposal: engine.Proposal,
         now: float,
         if_open: bool = False,
-    ) -> Row | None:
-        """Insert `proposal` as a run running for `worker`, under a new random id.
+    ) -> Statement:
+        """The statement inserting `proposal` as a run running for `worker` under a new
+        random id and returning its row, which inserts nothing when the id clashes.
 
         Args:
-            if_open: only if the claim would reach the engine were it to read its sweep
-                first (`_OPEN`), in the same statement.
-        Returns:
-            The run's row; None when the id clashed, or `if_open` and the sweep is not open.
+            if_open: insert only if the claim would reach the engine were it to read its
+                sweep first (`_OPEN`), decided in the same statement.
         """
         values: tuple[Any, ...] = (
             _RUNS.new_id(),
@@ -336,13 +343,12 @@ class LocalBackend(Backend):
             source = f"SELECT {placeholders} WHERE {_OPEN} AND NOT {stale}"
             open_params = (sweep_id, SweepState.running.value, sweep_id, RunState.pending.value)
             values = (*values, *open_params, *stale_params)
-        inserted = conn.execute(
+        return (
             "INSERT INTO runs (id, sweep_id, state, config, engine_config, config_key, worker,"
             f" host, search_info, lease_s, created_at, started_at, heartbeat_at) {source}"
             " ON CONFLICT (id) DO NOTHING RETURNING *",
             values,
-        ).fetchall()  # all: SQLite cannot commit while a RETURNING statement is unfinished
-        return inserted[0] if inserted else None
+        )
 
     def _done(self, conn: Connection, sweep_id: str, reason: str, now: float) -> Claim:
         """Record why the sweep hands out no more runs and finish it if none is left to end.

@@ -15,6 +15,9 @@ CONFLICT` upserts), and a dialect module makes that SQL mean the same on its dat
   transaction locks the rows it reads with `LOCK_ROWS` (or skips those locked by others
   with `SKIP_LOCKED`) before it changes them. SQLite has one write lock, so there every
   write transaction holds it, whatever its scope, and those markers are comments.
+- `write_batch` runs fixed statements as one immediate transaction; a database behind a
+  server gets them in one message, so the transaction's locks are held only while the
+  server runs them, never across a round trip to a client that may be waiting for a CPU.
 - Reads without `immediate` see one consistent snapshot.
 - Driver errors come out as `StoreError`; a connection lost between transactions is
   re-opened with backoff, one lost inside a transaction comes out as `StoreDisconnected`
@@ -188,6 +191,9 @@ class Cursor(Protocol):
     @property
     def rowcount(self) -> int: ...
 
+    @property
+    def description(self) -> Sequence[Any] | None: ...
+
     def fetchone(self) -> Any: ...
 
     def fetchall(self) -> list[Any]: ...
@@ -199,6 +205,10 @@ class Connection(Protocol):
     """The part of a DB-API connection the backends use: `execute` with `?` placeholders."""
 
     def execute(self, sql: str, parameters: Sequence[Any] = ..., /) -> Any: ...
+
+
+#: One statement of a `Store.write_batch`: its SQL (qmark placeholders) and parameters.
+Statement = tuple[str, Sequence[Any]]
 
 
 class StoreDisconnected(StoreError):
@@ -343,14 +353,45 @@ class Store(ABC):
         (SQLite), every write transaction takes it. A nested call joins the outer
         transaction. Driver errors come out as `StoreError`.
         """
-        conn = getattr(self._local, "conn", None)
-        if conn is not None and self._local.pid == os.getpid() and self._in_transaction(conn):
+        if (conn := self._open_transaction()) is not None:
             yield conn
             return
         conn = self._start(immediate, scope)
-        try:
+        with self._ended(conn):
             yield conn
             conn.execute("COMMIT")
+
+    def write_batch(self, statements: Sequence[Statement], scope: str | None = None) -> list[Any]:
+        """Run `statements` in order as one `transaction(immediate=True, scope=scope)` and
+        return the rows of the last one: all of them or none take effect.
+
+        For a write whose every statement is known before the first runs (SQL decides
+        what each one does). A database behind a server gets them in one message with
+        the transaction's BEGIN and COMMIT: one round trip, and the write lock held only
+        while the server runs them. Inside an open transaction they join it.
+        """
+        with self.transaction(immediate=True, scope=scope) as conn:
+            rows: list[Any] = []
+            for sql, parameters in statements:
+                cursor = conn.execute(sql, parameters)
+                # All rows (SQLite cannot commit while a RETURNING statement is unfinished),
+                # of a statement that returns any (DB-API: it has a description).
+                rows = [] if cursor.description is None else cursor.fetchall()
+            return rows
+
+    def _open_transaction(self) -> Any:
+        """This thread's connection if it is inside a transaction, else None."""
+        conn = getattr(self._local, "conn", None)
+        if conn is not None and self._local.pid == os.getpid() and self._in_transaction(conn):
+            return conn
+        return None
+
+    @contextmanager
+    def _ended(self, conn: Any) -> Iterator[None]:
+        """Roll `conn`'s transaction back on any exception, and raise driver errors as
+        StoreError; the body commits."""
+        try:
+            yield
         except BaseException as e:
             self._abort(conn)
             translated = self._translate(e) if isinstance(e, Exception) else None

@@ -628,7 +628,7 @@ import sys
 from sweeper.backends.local import LocalBackend
 from sweeper.paths import Home
 
-backend = LocalBackend(Home(sys.argv[1]))
+backend = LocalBackend(Home(sys.argv[1], store=sys.argv[4] if len(sys.argv) > 4 else None))
 worker = sys.argv[3]
 while True:
     claim = backend.claim_run(sys.argv[2], worker)
@@ -659,3 +659,33 @@ def test_eight_processes_share_one_store_without_duplicates(
     assert all(r.state == RunState.finished and r.summary == {"worker": r.worker} for r in runs)
     assert all(r.epochs == 1 for r in runs)
     assert backend.get_sweep(sweep.id).state == SweepState.finished
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("store", ["sqlite", "postgresql"])
+def test_eight_processes_claim_a_capped_random_sweep_exactly(
+    backend: LocalBackend,
+    make_spec: MakeSpec,
+    isolated_env: Path,
+    request: pytest.FixtureRequest,
+    store: str,
+) -> None:
+    """Random search on a continuous space: after each process's first claim, a claim is
+    one guarded insert in one write batch; under contention the cap still holds exactly,
+    no run is handed out twice and the sweep finishes."""
+    url = request.getfixturevalue("pg_url") if store == "postgresql" else None
+    shared = LocalBackend(Home(isolated_env, store=url)) if url else backend
+    spec = make_spec({"lr": {"min": 0.0, "max": 1.0}}, method="random", run_cap=120)
+    sweep = shared.create_sweep(spec)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    args = [sys.executable, "-c", _CLAIMER, str(isolated_env), sweep.id]
+    workers = [
+        subprocess.Popen([*args, f"w{i}", *([url] if url else [])], env=env) for i in range(8)
+    ]
+    assert [p.wait(timeout=600) for p in workers] == [0] * 8
+    runs = shared.list_runs(sweep.id)
+    assert len(runs) == len({r.id for r in runs}) == len({r.config["lr"] for r in runs}) == 120
+    assert all(r.state == RunState.finished and r.summary == {"worker": r.worker} for r in runs)
+    assert len({r.worker for r in runs}) > 1
+    assert shared.get_sweep(sweep.id).state == SweepState.finished
+    shared.close()

@@ -1,4 +1,5 @@
-"""The SQLite store: schema versioning, permissions, transactions, busy waits, fork safety."""
+"""The SQLite store: schema versioning, permissions, transactions, busy waits, fork safety;
+and a write batch (`Store.write_batch`) on SQLite and on PostgreSQL alike."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import os
 import sqlite3
 import stat
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,9 +15,9 @@ import pytest
 from sweeper.backends.local import LocalBackend
 from sweeper.errors import StoreError
 from sweeper.paths import Home
-from sweeper.store import SCHEMA_VERSION, SQLiteStore
+from sweeper.store import SCHEMA_VERSION, SQLiteStore, open_store
 from sweeper.store import sqlite as store_module
-from sweeper.store.base import SCHEMA
+from sweeper.store.base import SCHEMA, Store
 
 from .conftest import MakeSpec, capped_sweep_with_a_retry, check_first_tries_counted
 
@@ -23,6 +25,24 @@ from .conftest import MakeSpec, capped_sweep_with_a_retry, check_first_tries_cou
 @pytest.fixture
 def store_path(tmp_path: Path) -> Path:
     return Home(tmp_path / "home").store_path
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def any_store(request: pytest.FixtureRequest, store_path: Path) -> Iterator[Store]:
+    """A new store on SQLite, then on PostgreSQL (a throwaway server)."""
+    if request.param == "sqlite":
+        opened: Store = SQLiteStore(store_path)
+    else:
+        opened = open_store(request.getfixturevalue("pg_url"))
+    yield opened
+    opened.close()
+
+
+def meta(store: Store) -> dict[str, str]:
+    """The store's meta rows but its schema version."""
+    with store.transaction() as conn:
+        rows = conn.execute("SELECT key, value FROM meta WHERE key <> 'schema_version'")
+        return {row["key"]: row["value"] for row in rows}
 
 
 def test_new_store_has_private_permissions_and_wal(store_path: Path) -> None:
@@ -279,3 +299,64 @@ def test_a_second_connection_in_the_process_keeps_writes_visible(store_path: Pat
     code = f"from sweeper.store import SQLiteStore; print(SQLiteStore({str(store_path)!r}).get_current())"
     seen = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert seen.stdout.strip() == "ccc"
+
+
+def test_a_write_batch_runs_in_order_and_returns_the_last_statements_rows(
+    any_store: Store,
+) -> None:
+    rows = any_store.write_batch(
+        [
+            ("INSERT INTO meta (key, value) VALUES (?, ?)", ("a", "1")),
+            ("UPDATE meta SET value = ? WHERE key = ?", ("2", "a")),
+            ("INSERT INTO meta (key, value) VALUES (?, ?) RETURNING key, value", ("b", "3")),
+        ],
+        scope="abc12345",
+    )
+    assert [(row["key"], row["value"]) for row in rows] == [("b", "3")]
+    assert meta(any_store) == {"a": "2", "b": "3"}
+
+
+@pytest.mark.parametrize(
+    "value", ["it's 100% done; COMMIT; --", "?", "%s", "\\x00 \\", "ünïcode ✓", ""]
+)
+def test_a_write_batch_keeps_text_as_it_is(any_store: Store, value: str) -> None:
+    rows = any_store.write_batch(
+        [("INSERT INTO meta (key, value) VALUES (?, ?) RETURNING value", ("k", value))]
+    )
+    assert [row["value"] for row in rows] == [value] and meta(any_store) == {"k": value}
+
+
+def test_a_write_batch_keeps_numbers_and_nulls_exactly(any_store: Store) -> None:
+    numbers = (0.1 + 0.2, 1e-300, 1733094000.123456, 7)
+    any_store.write_batch([("INSERT INTO meta (key, value) VALUES ('k', 'v')", ())])
+    rows = any_store.write_batch(
+        [
+            (
+                "UPDATE meta SET value = value WHERE key = ? AND ? IS NULL"
+                " RETURNING CAST(? AS DOUBLE PRECISION) AS a, CAST(? AS DOUBLE PRECISION) AS b,"
+                " CAST(? AS DOUBLE PRECISION) AS c, CAST(? AS INTEGER) AS d",
+                ("k", None, *numbers),
+            )
+        ]
+    )
+    assert [tuple(row) for row in rows] == [numbers]
+
+
+def test_a_write_batch_that_fails_leaves_nothing_written(any_store: Store) -> None:
+    with pytest.raises(StoreError, match="no_such_table"):
+        any_store.write_batch(
+            [
+                ("INSERT INTO meta (key, value) VALUES (?, ?)", ("lost", "1")),
+                ("SELECT * FROM no_such_table", ()),
+            ]
+        )
+    assert meta(any_store) == {}
+    any_store.write_batch([("INSERT INTO meta (key, value) VALUES (?, ?)", ("kept", "1"))])
+    assert meta(any_store) == {"kept": "1"}
+
+
+def test_a_write_batch_inside_a_transaction_joins_it(any_store: Store) -> None:
+    with pytest.raises(RuntimeError), any_store.transaction(immediate=True):
+        any_store.write_batch([("INSERT INTO meta (key, value) VALUES (?, ?)", ("inner", "1"))])
+        raise RuntimeError("undo both")
+    assert meta(any_store) == {}

@@ -28,6 +28,10 @@ from tests.pg_server import PgServer
 
 from .conftest import MakeSpec, capped_sweep_with_a_retry, check_first_tries_counted
 
+#: How a write that waited past the session's lock_timeout fails: the store failed (not
+#: "cannot reach": the connection is fine, nothing is retried).
+LOCK_TIMEOUT = r"store .* failed: canceling statement due to lock timeout"
+
 
 def admin(server: PgServer, statement: str) -> None:
     with psycopg.connect(server.url(), autocommit=True) as conn:
@@ -141,6 +145,53 @@ def test_a_connection_lost_inside_a_transaction_is_disconnected_and_retried(
         conn.execute("SELECT pg_terminate_backend(pg_backend_pid())")
 
 
+def test_a_write_batch_on_a_lost_connection_is_disconnected_and_retried(
+    store: PostgresStore, pg_server: PgServer
+) -> None:
+    """A batch cannot find its connection lost before it sends (BEGIN goes with it): it
+    fails as lost mid-transaction, and `retried` runs it again on a new connection."""
+    store.set_current("abc12345")
+    kill_sessions(pg_server)
+    insert = ("INSERT INTO meta (key, value) VALUES (?, ?)", ("batch", "1"))
+    with pytest.raises(StoreDisconnected):
+        store.write_batch([insert])
+    assert store.get_current() == "abc12345"  # on a new connection
+    kill_sessions(pg_server)
+    calls: list[int] = []
+
+    @retried
+    def write() -> list[object]:
+        calls.append(1)
+        return store.write_batch([insert])
+
+    assert write() == [] and len(calls) == 2
+    with store.transaction() as conn:
+        assert conn.execute("SELECT value FROM meta WHERE key = 'batch'").fetchone()[0] == "1"
+
+
+def prepared_batches(store: PostgresStore) -> list[str]:
+    """The names of the write batches' statements prepared in this thread's session."""
+    with store.transaction() as conn:
+        rows = conn.execute("SELECT name FROM pg_prepared_statements WHERE name LIKE 'sweeper%'")
+        return [row[0] for row in rows]
+
+
+def test_a_write_batch_prepares_its_statements_and_again_once_deallocated(
+    store: PostgresStore,
+) -> None:
+    upsert = (
+        "INSERT INTO meta (key, value) VALUES (?, ?)"
+        " ON CONFLICT (key) DO UPDATE SET value = excluded.value RETURNING value"
+    )
+    assert [row[0] for row in store.write_batch([(upsert, ("k", "1"))])] == ["1"]
+    assert prepared_batches(store) == ["sweeper_batch_0"]
+    # As psycopg does after a ROLLBACK (or a DROP, an ALTER) in a session where it prepared.
+    with store.transaction() as conn:
+        conn.execute("DEALLOCATE ALL")
+    assert [row[0] for row in store.write_batch([(upsert, ("k", "2"))])] == ["2"]
+    assert prepared_batches(store) == ["sweeper_batch_0"]
+
+
 def test_a_server_that_stays_away_is_a_clear_error_after_backoff(
     pg_server: PgServer, pg_url: str
 ) -> None:
@@ -220,14 +271,18 @@ def two_sweeps(pg_url: str, make_spec: MakeSpec) -> Iterator[tuple[LocalBackend,
     backend.close()
 
 
+@pytest.mark.parametrize("spec_known", [False, True], ids=["first claims", "batched claims"])
 def test_a_claim_waits_only_for_writers_of_its_own_sweep(
-    two_sweeps: tuple[LocalBackend, str, str], pg_url: str
+    two_sweeps: tuple[LocalBackend, str, str], pg_url: str, spec_known: bool
 ) -> None:
     backend, first, second = two_sweeps
+    if spec_known:
+        # Later claims of a random search on a continuous space are one write batch each.
+        assert backend.claim_run(first, "w0").run and backend.claim_run(second, "w0").run
     holder = open_store(pg_url)
     with holder.transaction(immediate=True, scope=first):
         assert backend.claim_run(second, "w1").run is not None
-        with pytest.raises(StoreError, match="lock timeout"):
+        with pytest.raises(StoreError, match=LOCK_TIMEOUT):
             backend.claim_run(first, "w1")
     assert backend.claim_run(first, "w1").run is not None
     holder.close()
@@ -264,7 +319,7 @@ def test_a_store_wide_writer_excludes_every_other(
             lambda: backend.finish_run(run.id, "w1", {}),
             lambda: backend.set_sweep_state(second, SweepState.paused),
         ):
-            with pytest.raises(StoreError, match="lock timeout"):
+            with pytest.raises(StoreError, match=LOCK_TIMEOUT):
                 write()
     assert backend.finish_run(run.id, "w1", {})
     holder.close()
