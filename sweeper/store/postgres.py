@@ -310,8 +310,8 @@ class PostgresStore(Store):
     def write_batch(self, statements: Sequence[Statement], scope: str | None = None) -> list[Any]:
         """As `Store.write_batch`: BEGIN, the write locks, `statements` and COMMIT go as one
         query string (`_Connection.batch`), so the locks are never held while this
-        process waits to be scheduled between two round trips (1.15-1.2x the claims/s of
-        16 claimers on 2 cores: BENCHMARKS.md)."""
+        process waits to be scheduled between two round trips (16 claimers on 2 cores:
+        1.14x the claims/s, BENCHMARKS.md)."""
         import psycopg
 
         if self._open_transaction() is not None:
