@@ -24,6 +24,7 @@ import os
 import statistics
 import sys
 import tempfile
+import threading
 import time
 import warnings
 from collections.abc import Callable
@@ -32,7 +33,6 @@ from typing import Any, Literal, NamedTuple
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(1, str(ROOT / "tests"))  # the throwaway PostgreSQL server
 # sweeps 0.3 declares a pydantic v1 config key; pydantic 2 warns in every spawned worker.
 warnings.filterwarnings("ignore", "Valid config keys have changed in V2", UserWarning)
 
@@ -49,6 +49,8 @@ Method = Literal["bayes", "random", "grid"]
 PROCESSES = (1, 8, 16)
 #: How long the server's backends are given to exit once their claimers have.
 BACKENDS_EXIT_S = 0.5
+#: How long the claimers may take to start (16 importing the engine on 2 busy cores).
+START_TIMEOUT_S = 300.0
 
 #: A continuous space, so neither the cap nor repeat handling ends the sweep early.
 PARAMETERS: dict[str, Any] = {
@@ -159,7 +161,14 @@ def claims_per_second(
         ]
         for w in workers:
             w.start()
-        ready.wait()
+        try:
+            ready.wait(timeout=START_TIMEOUT_S)
+        except threading.BrokenBarrierError:
+            for w in workers:
+                w.kill()
+            raise SystemExit(
+                f"the claimers did not all start: exit codes {[w.exitcode for w in workers]}"
+            ) from None
         server_start = server_cpu() if server_cpu else 0.0
         start = time.monotonic()
         for w in workers:
@@ -254,7 +263,7 @@ def main() -> None:
     pg = args.pg
     pg_cpu = None
     if pg is None:
-        from pg_server import PgServer
+        from tests.pg_server import PgServer
 
         server = PgServer(durable=True)
         server.start()
